@@ -1,0 +1,54 @@
+// Admin HTTP with cpp-httplib: small, local-only by default (127.0.0.1), no secrets served.
+#include "broker/admin_http.h"
+
+#include <httplib.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "broker/metrics.h"
+
+namespace uop::broker {
+
+AdminServer::AdminServer(Metrics* metrics, std::function<bool()> ready)
+    : metrics_(metrics), ready_(std::move(ready)), server_(std::make_unique<httplib::Server>()) {}
+
+AdminServer::~AdminServer() { Stop(); }
+
+absl::StatusOr<std::string> AdminServer::Start(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  const std::string host = address.substr(0, colon);
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("admin address '", address, "'"));
+  }
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_->Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    const bool ready = ready_();
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+  });
+  int bound = port;
+  if (port == 0) {
+    bound = server_->bind_to_any_port(host);
+    if (bound < 0) bound = 0;
+  } else if (!server_->bind_to_port(host, port)) {
+    bound = 0;
+  }
+  if (bound <= 0) return absl::UnavailableError(absl::StrCat("admin: cannot listen on ", address));
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::StrCat(host, ":", bound);
+}
+
+void AdminServer::Stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+}  // namespace uop::broker

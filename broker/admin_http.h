@@ -1,0 +1,36 @@
+// The admin HTTP endpoint: /metrics (Prometheus text), /healthz, /readyz.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace uop::broker {
+
+class Metrics;
+
+// Serves on its own thread from Start() until Stop(). `metrics` must outlive it.
+class AdminServer {
+ public:
+  AdminServer(Metrics* metrics, std::function<bool()> ready);
+  ~AdminServer();
+  // Binds `host:port` (port 0: any free port); returns the bound "host:port".
+  absl::StatusOr<std::string> Start(const std::string& address);
+  void Stop();
+
+ private:
+  Metrics* metrics_;
+  std::function<bool()> ready_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace uop::broker

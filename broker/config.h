@@ -1,0 +1,72 @@
+// The node configuration (one YAML file per uopd), parsed and validated with exact positions.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace uop::broker {
+
+struct TlsConfig {
+  std::string cert_file;  // PEM certificate chain of this node
+  std::string key_file;   // PEM private key of this node
+};
+
+struct PeerConfig {
+  std::string name;      // the peer's node name, its namespace here
+  std::string address;   // host:port to pull from; empty: we never dial this peer
+  std::string ca_file;   // trust anchor for this peer only
+  std::string identity;  // SAN (DNS name or URI) the peer's certificate must carry
+};
+
+struct EmbeddedKafkaConfig {
+  int brokers = 1;
+  std::map<std::string, int> topics;  // created at start: name -> partition count
+};
+
+struct KafkaConfig {
+  std::optional<EmbeddedKafkaConfig> embedded;  // set: in-process mock cluster
+  std::string bootstrap;                        // set: a real cluster
+  std::map<std::string, std::string> properties;  // passed to every librdkafka client
+};
+
+struct LinkTuning {
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds dead_peer_timeout{5000};
+  std::chrono::milliseconds reconnect_backoff_initial{200};
+  std::chrono::milliseconds reconnect_backoff_max{10000};
+  int window_batches = 16;            // credit the receiver grants, in batches
+  int64_t window_bytes = 16 << 20;    // credit the receiver grants, in bytes
+  int batch_max_records = 5000;
+  int64_t batch_max_bytes = 1 << 20;
+};
+
+struct NodeConfig {
+  std::string path;  // the file this came from
+  std::string node;
+  std::string listen;
+  std::string admin;
+  TlsConfig tls;
+  std::vector<PeerConfig> peers;
+  KafkaConfig kafka;
+  std::string policies_dir;  // absolute, or relative to the working directory
+  LinkTuning link;
+
+  const PeerConfig* FindPeer(absl::string_view name) const;
+};
+
+// Parses and validates a node config. Errors read "file:line:column: key 'x': what is wrong".
+// Relative paths in the file are resolved against the file's directory.
+absl::StatusOr<NodeConfig> LoadNodeConfig(const std::string& path);
+absl::StatusOr<NodeConfig> ParseNodeConfig(const std::string& yaml_text, const std::string& path);
+
+// A node or peer name: lowercase letters, digits and '-', 1 to 63 characters, since it becomes
+// the prefix of topic names at peers.
+bool IsValidNodeName(absl::string_view name);
+
+}  // namespace uop::broker

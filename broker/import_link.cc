@@ -1,0 +1,637 @@
+// Receiver side: transactional, resumable import of a peer's dataset into our Kafka.
+#include "broker/import_link.h"
+
+#include <deque>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "broker/export_service.h"
+#include "broker/log.h"
+
+namespace uop::broker {
+
+namespace fed = uop::federation::v1;
+
+std::chrono::milliseconds Backoff::Next() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  const auto current = current_;
+  current_ = std::min(max_, current_ * 2);
+  std::uniform_int_distribution<int64_t> jitter(current.count() / 2, current.count());
+  return std::chrono::milliseconds(jitter(rng));
+}
+
+namespace {
+
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+
+bool IsPermanentRecordError(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+         err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+         err == RD_KAFKA_RESP_ERR_INVALID_MSG;
+}
+
+fed::Hello MakeHello(const std::string& node) {
+  fed::Hello hello;
+  hello.set_node(node);
+  hello.set_protocol_version(kProtocolVersion);
+  hello.set_software(std::string(kSoftware));
+  return hello;
+}
+
+std::string HeaderString(rd_kafka_headers_t* headers, absl::string_view name) {
+  const void* value = nullptr;
+  size_t size = 0;
+  if (headers == nullptr ||
+      rd_kafka_header_get_last(headers, std::string(name).c_str(), &value, &size) !=
+          RD_KAFKA_RESP_ERR_NO_ERROR ||
+      value == nullptr) {
+    return {};
+  }
+  return std::string(static_cast<const char*>(value), size);
+}
+
+}  // namespace
+
+// State of one connection, shared by the writer (Run) thread and the stream reader thread.
+struct ImportSubscription::Session {
+  KafkaHandle producer;
+  std::map<int32_t, PartitionCheckpoint> checkpoints;
+  std::map<int32_t, int64_t> high_watermarks;  // origin partition -> owner's end offset
+  int64_t last_origin_timestamp_ms = 0;
+
+  absl::Mutex mu;
+  std::deque<fed::RecordBatch> queue ABSL_GUARDED_BY(mu);
+  bool reader_done ABSL_GUARDED_BY(mu) = false;
+  std::string protocol_error ABSL_GUARDED_BY(mu);
+  absl::Time last_heard ABSL_GUARDED_BY(mu) = absl::Now();
+  std::map<int32_t, int64_t> heartbeat_progress ABSL_GUARDED_BY(mu);
+
+  // Delivery failures reported during the current transaction (callback runs in flush/poll on
+  // the writer thread).
+  std::vector<std::tuple<int32_t, int64_t, rd_kafka_resp_err_t>> failures;
+};
+
+ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
+                                       std::shared_ptr<grpc::Channel> channel,
+                                       fed::DatasetOffer offer, KafkaEnv* kafka, Metrics* metrics)
+    : config_(config),
+      peer_(peer),
+      channel_(std::move(channel)),
+      offer_(std::move(offer)),
+      target_topic_(MirrorTopicName(peer.name, offer_.topic())),
+      deadletter_topic_(DeadLetterTopicName(peer.name, offer_.topic())),
+      kafka_(kafka),
+      metrics_(metrics) {
+  const Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
+  records_written_ = metrics_->Counter("uop_import_records_total",
+                                       "Records written to our Kafka from a peer", labels);
+  batches_written_ = metrics_->Counter("uop_import_batches_total", "Batches written", labels);
+  duplicates_dropped_ = metrics_->Counter(
+      "uop_import_duplicates_dropped_total", "Replayed records dropped (already held)", labels);
+  deadlettered_ = metrics_->Counter("uop_import_deadletter_total",
+                                    "Records written to the dead-letter topic", labels);
+  reconnects_ = metrics_->Counter("uop_import_reconnects_total",
+                                  "Subscription restarts after an error", labels);
+  stream_up_ = metrics_->Gauge("uop_import_stream_up", "1 while the subscription streams", labels);
+  lag_records_ = metrics_->Gauge("uop_import_lag_records",
+                                 "Records the owner holds that we have not written yet", labels);
+  lag_seconds_ = metrics_->Gauge(
+      "uop_import_lag_seconds", "Age of the newest written record while behind; 0 when caught up",
+      labels);
+  transactions_ = metrics_->Counter("uop_import_transactions_total",
+                                    "Kafka transactions committed", labels);
+}
+
+ImportSubscription::~ImportSubscription() { Stop(); }
+
+void ImportSubscription::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void ImportSubscription::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (active_context_ != nullptr) active_context_->TryCancel();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ImportSubscription::Run() {
+  Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
+  while (true) {
+    bool progressed = false;
+    absl::Status status = RunOnce(&progressed);
+    stream_up_->Set(0);
+    absl::MutexLock lock(&mu_);
+    if (stopping_) break;
+    if (progressed) backoff.Reset();
+    const std::chrono::milliseconds delay = backoff.Next();
+    reconnects_->Add(1);
+    log::Warn("import_subscription_retry",
+              {{"peer", peer_.name}, {"topic", offer_.topic()},
+               {"reason", std::string(status.message())},
+               {"retry_in_ms", std::to_string(delay.count())}});
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::FromChrono(delay))) break;
+  }
+}
+
+absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recover() {
+  std::map<int32_t, PartitionCheckpoint> checkpoints;
+  for (int p = 0; p < offer_.partitions(); ++p) checkpoints[p] = PartitionCheckpoint();
+  auto consumer_or = kafka_->NewClient(
+      RD_KAFKA_CONSUMER, {{"group.id", absl::StrCat("uop-recover.", config_.node)},
+                          {"enable.auto.commit", "false"},
+                          {"enable.auto.offset.store", "false"},
+                          {"isolation.level", "read_committed"},
+                          {"enable.partition.eof", "true"}});
+  if (!consumer_or.ok()) return consumer_or.status();
+  KafkaHandle consumer = *std::move(consumer_or);
+  // The last records of each partition of the mirror topic and its dead-letter topic tell
+  // exactly which origin offsets we hold: records are written in origin order.
+  for (const std::string& topic : {target_topic_, deadletter_topic_}) {
+    std::map<int32_t, std::pair<int64_t, int64_t>> ranges;  // partition -> [low, high)
+    for (int p = 0; p < offer_.partitions(); ++p) {
+      int64_t low = 0, high = 0;
+      rd_kafka_resp_err_t err =
+          rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, 10000);
+      if (err) {
+        return absl::UnavailableError(absl::StrCat("recover: watermarks of ", topic, "[", p,
+                                                   "]: ", rd_kafka_err2str(err)));
+      }
+      if (high > low) ranges[p] = {low, high};
+    }
+    int64_t window = 64;
+    while (!ranges.empty()) {
+      PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(ranges.size())));
+      std::map<int32_t, int64_t> starts;
+      for (const auto& [p, range] : ranges) {
+        starts[p] = std::max(range.first, range.second - window);
+        rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = starts[p];
+      }
+      if (rd_kafka_resp_err_t err = rd_kafka_assign(consumer.get(), list.get()); err) {
+        return absl::UnavailableError(absl::StrCat("recover: assign: ", rd_kafka_err2str(err)));
+      }
+      std::set<int32_t> open;
+      for (const auto& [p, range] : ranges) open.insert(p);
+      std::set<int32_t> found;
+      const absl::Time deadline = absl::Now() + absl::Seconds(60);
+      while (!open.empty()) {
+        if (absl::Now() > deadline) {
+          return absl::DeadlineExceededError(absl::StrCat("recover: reading the tail of ", topic,
+                                                          " took more than 60 s"));
+        }
+        KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 200));
+        if (!m) continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          open.erase(m->partition);
+          continue;
+        }
+        if (m->err) {
+          return absl::UnavailableError(
+              absl::StrCat("recover: reading ", topic, ": ", rd_kafka_message_errstr(m.get())));
+        }
+        rd_kafka_headers_t* headers = nullptr;
+        rd_kafka_message_headers(m.get(), &headers);
+        int64_t origin_offset = -1;
+        if (!absl::SimpleAtoi(HeaderString(headers, kHeaderOriginOffset), &origin_offset)) continue;
+        checkpoints[m->partition].Advance(origin_offset, HeaderString(headers, kHeaderResume));
+        found.insert(m->partition);
+      }
+      rd_kafka_assign(consumer.get(), nullptr);
+      // Partitions whose window held no mirrored record (only transaction markers or aborted
+      // data) are read again with a wider window, down to the start of the partition.
+      for (auto it = ranges.begin(); it != ranges.end();) {
+        if (found.contains(it->first) || starts[it->first] <= it->second.first) {
+          it = ranges.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      window *= 16;
+    }
+  }
+  rd_kafka_consumer_close(consumer.get());
+  return checkpoints;
+}
+
+absl::Status ImportSubscription::RunOnce(bool* progressed) {
+  // 1. Our topics, with the origin's partitioning.
+  if (absl::Status s = kafka_->EnsureTopic(target_topic_, offer_.partitions()); !s.ok()) return s;
+  if (absl::Status s = kafka_->EnsureTopic(deadletter_topic_, offer_.partitions()); !s.ok()) {
+    return s;
+  }
+  // 2. Fence any earlier writer of this dataset: a restarted or zombie instance's open
+  // transaction is aborted by init_transactions.
+  Session session;
+  auto producer_or = kafka_->NewClient(
+      RD_KAFKA_PRODUCER,
+      {{"transactional.id", absl::StrCat("uop-import.", config_.node, ".", target_topic_)},
+       {"enable.idempotence", "true"},
+       {"acks", "all"},
+       {"linger.ms", "5"},
+       {"batch.size", "1000000"},
+       {"transaction.timeout.ms", "60000"},
+       {"message.timeout.ms", "0"}},  // never time out a record: the transaction decides
+      [&session](rd_kafka_conf_t* conf) {
+        rd_kafka_conf_set_opaque(conf, &session);
+        rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m,
+                                             void* opaque) {
+          if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+          auto* s = static_cast<Session*>(opaque);
+          s->failures.emplace_back(m->partition,
+                                   static_cast<int64_t>(reinterpret_cast<intptr_t>(m->_private)),
+                                   m->err);
+        });
+      });
+  if (!producer_or.ok()) return producer_or.status();
+  session.producer = *std::move(producer_or);
+  if (KafkaError err(rd_kafka_init_transactions(session.producer.get(), 30000)); err) {
+    return absl::UnavailableError(
+        absl::StrCat("init transactions: ", rd_kafka_error_string(err.get())));
+  }
+  // 3. Where we are, from our own Kafka only.
+  auto checkpoints = Recover();
+  if (!checkpoints.ok()) return checkpoints.status();
+  session.checkpoints = *std::move(checkpoints);
+
+  // 4. Subscribe from there.
+  grpc::ClientContext context;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::CancelledError("stopping");
+    active_context_ = &context;
+  }
+  auto clear_context = [this] {
+    absl::MutexLock lock(&mu_);
+    active_context_ = nullptr;
+  };
+  fed::Federation::Stub stub(channel_);
+  std::unique_ptr<grpc::ClientReaderWriter<fed::ReceiverMessage, fed::OwnerMessage>> stream =
+      stub.Replicate(&context);
+  fed::ReceiverMessage subscribe;
+  fed::Subscribe* sub = subscribe.mutable_subscribe();
+  *sub->mutable_hello() = MakeHello(config_.node);
+  sub->set_topic(offer_.topic());
+  for (const auto& [p, cp] : session.checkpoints) {
+    fed::PartitionStart* start = sub->add_partitions();
+    start->set_partition(p);
+    start->set_resume_token(cp.token());
+  }
+  sub->mutable_initial_credit()->set_batches(static_cast<uint32_t>(config_.link.window_batches));
+  sub->mutable_initial_credit()->set_bytes(static_cast<uint64_t>(config_.link.window_bytes));
+  fed::OwnerMessage first;
+  if (!stream->Write(subscribe) || !stream->Read(&first)) {
+    grpc::Status st = stream->Finish();
+    clear_context();
+    return absl::UnavailableError(absl::StrCat("subscribe to ", peer_.name, "/", offer_.topic(),
+                                               ": ", st.error_message(), " (code ",
+                                               static_cast<int>(st.error_code()), ")"));
+  }
+  if (!first.has_subscribed() || first.subscribed().partitions() != offer_.partitions()) {
+    context.TryCancel();
+    stream->Finish();
+    clear_context();
+    return absl::FailedPreconditionError(
+        absl::StrCat("owner answered subscribe with an unexpected message or partition count"));
+  }
+  stream_up_->Set(1);
+  log::Info("import_stream_started",
+            {{"peer", peer_.name}, {"topic", offer_.topic()}, {"target", target_topic_},
+             {"policy", first.subscribed().policy_version()}});
+
+  // 5. Reader thread: owner messages into a queue bounded by the credit we granted.
+  std::thread reader([&] {
+    fed::OwnerMessage msg;
+    while (stream->Read(&msg)) {
+      absl::MutexLock lock(&session.mu);
+      session.last_heard = absl::Now();
+      if (msg.has_batch()) {
+        if (session.queue.size() > static_cast<size_t>(config_.link.window_batches)) {
+          session.protocol_error = "owner exceeded the granted credit";
+          break;
+        }
+        session.queue.push_back(std::move(*msg.mutable_batch()));
+      } else if (msg.has_heartbeat()) {
+        for (const fed::PartitionProgress& p : msg.heartbeat().progress()) {
+          session.heartbeat_progress[p.partition()] = p.high_watermark();
+        }
+      } else {
+        session.protocol_error = "unexpected message from owner";
+        break;
+      }
+    }
+    absl::MutexLock lock(&session.mu);
+    session.reader_done = true;
+  });
+
+  absl::Status result = absl::OkStatus();
+  absl::Time last_sent = absl::Now();
+  const absl::Duration heartbeat_interval = absl::FromChrono(config_.link.heartbeat_interval);
+  const absl::Duration dead_peer_timeout = absl::FromChrono(config_.link.dead_peer_timeout);
+  while (true) {
+    std::vector<fed::RecordBatch> batches;
+    {
+      absl::MutexLock lock(&session.mu);
+      auto ready = [&session]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(session.mu) {
+        return !session.queue.empty() || session.reader_done;
+      };
+      session.mu.AwaitWithTimeout(absl::Condition(&ready), heartbeat_interval / 4);
+      for (const auto& [p, hw] : session.heartbeat_progress) session.high_watermarks[p] = hw;
+      session.heartbeat_progress.clear();
+      if (!session.protocol_error.empty()) {
+        result = absl::InternalError(session.protocol_error);
+        break;
+      }
+      if (session.reader_done) {
+        result = absl::UnavailableError("stream ended by the owner");
+        break;
+      }
+      if (absl::Now() - session.last_heard > dead_peer_timeout) {
+        result = absl::UnavailableError(absl::StrCat("no message from ", peer_.name,
+                                                     " within the dead-peer timeout"));
+        break;
+      }
+      while (!session.queue.empty()) {
+        batches.push_back(std::move(session.queue.front()));
+        session.queue.pop_front();
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        result = absl::CancelledError("stopping");
+        break;
+      }
+    }
+    if (!batches.empty()) {
+      uint64_t bytes = 0;
+      for (const fed::RecordBatch& b : batches) bytes += b.ByteSizeLong() + 8;
+      result = WriteBatches(session, batches);
+      if (!result.ok()) break;
+      *progressed = true;
+      fed::ReceiverMessage ack;
+      ack.mutable_ack()->set_through_batch_seq(batches.back().batch_seq());
+      fed::ReceiverMessage credit;
+      credit.mutable_credit()->set_batches(static_cast<uint32_t>(batches.size()));
+      credit.mutable_credit()->set_bytes(bytes);
+      if (!stream->Write(ack) || !stream->Write(credit)) {
+        result = absl::UnavailableError("stream to owner closed");
+        break;
+      }
+      last_sent = absl::Now();
+    }
+    UpdateLag(session);
+    if (absl::Now() - last_sent >= heartbeat_interval) {
+      fed::ReceiverMessage hb;
+      hb.mutable_heartbeat()->set_sent_unix_ms(absl::ToUnixMillis(absl::Now()));
+      if (!stream->Write(hb)) {
+        result = absl::UnavailableError("stream to owner closed");
+        break;
+      }
+      last_sent = absl::Now();
+    }
+  }
+  context.TryCancel();
+  reader.join();
+  grpc::Status final_status = stream->Finish();
+  clear_context();
+  if (!final_status.ok() && final_status.error_code() != grpc::StatusCode::CANCELLED) {
+    result = absl::Status(static_cast<absl::StatusCode>(final_status.error_code()),
+                          absl::StrCat(peer_.name, ": ", final_status.error_message()));
+  }
+  return result;
+}
+
+absl::Status ImportSubscription::WriteBatches(Session& session,
+                                              std::vector<fed::RecordBatch>& batches) {
+  rd_kafka_t* producer = session.producer.get();
+  if (KafkaError err(rd_kafka_begin_transaction(producer)); err) {
+    return absl::UnavailableError(
+        absl::StrCat("begin transaction: ", rd_kafka_error_string(err.get())));
+  }
+  session.failures.clear();
+  std::map<int32_t, PartitionCheckpoint> next = session.checkpoints;
+  int64_t written = 0, deadletters = 0, duplicates = 0, newest_ts = 0;
+  const std::string origin_topic = offer_.topic();
+
+  auto produce = [&](const std::string& topic, int32_t partition, const fed::Record& rec,
+                     const std::string& policy_version,
+                     const std::string* reason) -> rd_kafka_resp_err_t {
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(rec.headers_size() + 8);
+    for (const fed::Header& h : rec.headers()) {
+      rd_kafka_header_add(headers, h.key().data(), static_cast<ssize_t>(h.key().size()),
+                          h.has_value() ? h.value().data() : nullptr,
+                          h.has_value() ? static_cast<ssize_t>(h.value().size()) : 0);
+    }
+    auto add = [headers](absl::string_view k, const std::string& v) {
+      rd_kafka_header_add(headers, k.data(), static_cast<ssize_t>(k.size()), v.data(),
+                          static_cast<ssize_t>(v.size()));
+    };
+    add(kHeaderOrigin, peer_.name);
+    add(kHeaderOriginTopic, origin_topic);
+    add(kHeaderOriginPartition, std::to_string(partition));
+    add(kHeaderOriginOffset, std::to_string(rec.offset()));
+    add(kHeaderOriginTimestamp, std::to_string(rec.timestamp_ms()));
+    add(kHeaderPolicyVersion, policy_version);
+    add(kHeaderResume, rec.resume_token());
+    if (reason != nullptr) add(kHeaderDeadLetterReason, *reason);
+    const bool drop_value = reason != nullptr && reason->find("value not stored") != std::string::npos;
+    while (true) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+          RD_KAFKA_V_KEY(rec.has_key() ? rec.key().data() : nullptr,
+                         rec.has_key() ? rec.key().size() : 0),
+          RD_KAFKA_V_VALUE(rec.has_value() && !drop_value ? const_cast<char*>(rec.value().data()) : nullptr,
+                           rec.has_value() && !drop_value ? rec.value().size() : 0),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_TIMESTAMP(rec.timestamp_ms()), RD_KAFKA_V_HEADERS(headers),
+          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<intptr_t>(rec.offset()))),
+          RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        rd_kafka_poll(producer, 50);  // wait for room: serves delivery reports
+        continue;
+      }
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_headers_destroy(headers);
+      return err;
+    }
+  };
+
+  for (const fed::RecordBatch& batch : batches) {
+    const int32_t p = batch.partition();
+    if (p < 0 || p >= offer_.partitions()) {
+      rd_kafka_abort_transaction(producer, 30000);
+      return absl::InternalError(absl::StrCat("owner sent partition ", p, " out of range"));
+    }
+    if (batch.high_watermark() >= 0) session.high_watermarks[p] = batch.high_watermark();
+    for (const fed::Record& rec : batch.records()) {
+      if (!next[p].ShouldWrite(rec.offset())) {
+        ++duplicates;
+        continue;
+      }
+      const auto key = std::make_pair(p, rec.offset());
+      rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+      std::string reason;
+      if (!dead_records_.contains(key)) {
+        err = produce(target_topic_, p, rec, batch.policy_version(), nullptr);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          ++written;
+        } else if (IsPermanentRecordError(err)) {
+          reason = absl::StrCat("kafka refused the record: ", rd_kafka_err2str(err));
+        } else {
+          rd_kafka_abort_transaction(producer, 30000);
+          return absl::UnavailableError(absl::StrCat("produce: ", rd_kafka_err2str(err)));
+        }
+      } else {
+        reason = dead_reasons_[key];
+      }
+      if (!reason.empty()) {
+        err = produce(deadletter_topic_, p, rec, batch.policy_version(), &reason);
+        if (IsPermanentRecordError(err)) {
+          reason += "; value not stored: too large for the dead-letter topic too";
+          err = produce(deadletter_topic_, p, rec, batch.policy_version(), &reason);
+        }
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          rd_kafka_abort_transaction(producer, 30000);
+          return absl::UnavailableError(
+              absl::StrCat("produce to dead-letter topic: ", rd_kafka_err2str(err)));
+        }
+        ++deadletters;
+        log::Warn("import_deadletter", {{"peer", peer_.name}, {"topic", origin_topic},
+                                        {"partition", std::to_string(p)},
+                                        {"offset", std::to_string(rec.offset())},
+                                        {"reason", reason}});
+      }
+      next[p].Advance(rec.offset(), rec.resume_token());
+      newest_ts = std::max(newest_ts, rec.timestamp_ms());
+    }
+  }
+  while (true) {
+    KafkaError err(rd_kafka_commit_transaction(producer, 60000));
+    if (!err) break;
+    if (rd_kafka_error_is_retriable(err.get())) continue;
+    // A record the broker refused for good is dead-lettered on the next attempt.
+    for (const auto& [p, offset, code] : session.failures) {
+      if (IsPermanentRecordError(code)) {
+        dead_records_.insert({p, offset});
+        dead_reasons_[{p, offset}] = absl::StrCat("kafka refused the record: ", rd_kafka_err2str(code));
+      }
+    }
+    if (rd_kafka_error_txn_requires_abort(err.get())) {
+      rd_kafka_abort_transaction(producer, 30000);
+    }
+    return absl::UnavailableError(
+        absl::StrCat("commit transaction: ", rd_kafka_error_string(err.get())));
+  }
+  // Committed: only now is the position ours.
+  session.checkpoints = std::move(next);
+  if (newest_ts > 0) session.last_origin_timestamp_ms = newest_ts;
+  records_written_->Add(static_cast<double>(written));
+  deadlettered_->Add(static_cast<double>(deadletters));
+  duplicates_dropped_->Add(static_cast<double>(duplicates));
+  batches_written_->Add(static_cast<double>(batches.size()));
+  transactions_->Add(1);
+  return absl::OkStatus();
+}
+
+void ImportSubscription::UpdateLag(const Session& session) {
+  int64_t behind = 0;
+  for (const auto& [p, hw] : session.high_watermarks) {
+    auto it = session.checkpoints.find(p);
+    const int64_t next = it == session.checkpoints.end() ? 0 : it->second.last_offset() + 1;
+    behind += std::max<int64_t>(0, hw - next);
+  }
+  lag_records_->Set(static_cast<double>(behind));
+  if (behind == 0 || session.last_origin_timestamp_ms == 0) {
+    lag_seconds_->Set(0);
+  } else {
+    lag_seconds_->Set(
+        std::max<double>(0, (absl::ToUnixMillis(absl::Now()) - session.last_origin_timestamp_ms) / 1000.0));
+  }
+}
+
+PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
+                   std::shared_ptr<const PeerAuthenticator> auth, KafkaEnv* kafka,
+                   Metrics* metrics)
+    : config_(config), peer_(peer), kafka_(kafka), metrics_(metrics) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(config.link.reconnect_backoff_initial.count()));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(config.link.reconnect_backoff_initial.count()));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(config.link.reconnect_backoff_max.count()));
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  channel_ = grpc::CreateCustomChannel(peer.address, MakeChannelCredentials(std::move(auth), peer),
+                                       args);
+  link_up_ = metrics_->Gauge("uop_link_up", "1 while the peer answers our calls",
+                             {{"peer", peer.name}});
+  offers_ = metrics_->Gauge("uop_link_offers", "Datasets the peer offers us", {{"peer", peer.name}});
+}
+
+PeerLink::~PeerLink() { Stop(); }
+
+void PeerLink::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void PeerLink::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  for (auto& [topic, sub] : subscriptions_) sub->Stop();
+  subscriptions_.clear();
+}
+
+void PeerLink::Run() {
+  Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
+  fed::Federation::Stub stub(channel_);
+  while (true) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    fed::ListOffersRequest request;
+    *request.mutable_hello() = MakeHello(config_.node);
+    fed::ListOffersResponse response;
+    grpc::Status status = stub.ListOffers(&context, request, &response);
+    absl::Duration wait;
+    if (status.ok() && response.hello().node() != peer_.name) {
+      status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                            absl::StrCat("peer says it is '", response.hello().node(), "'"));
+    }
+    if (status.ok()) {
+      if (link_up_->Get() == 0) {
+        log::Info("link_up", {{"peer", peer_.name}, {"address", peer_.address},
+                              {"offers", std::to_string(response.offers_size())}});
+      }
+      link_up_->Set(1);
+      offers_->Set(response.offers_size());
+      backoff.Reset();
+      for (const fed::DatasetOffer& offer : response.offers()) {
+        if (subscriptions_.contains(offer.topic())) continue;
+        auto sub = std::make_unique<ImportSubscription>(config_, peer_, channel_, offer, kafka_,
+                                                        metrics_);
+        sub->Start();
+        subscriptions_[offer.topic()] = std::move(sub);
+      }
+      wait = absl::Seconds(30);  // offers are re-read to pick up new shares
+    } else {
+      log::Warn("link_down", {{"peer", peer_.name}, {"address", peer_.address},
+                              {"reason", status.error_message()},
+                              {"code", std::to_string(status.error_code())}});
+      link_up_->Set(0);
+      wait = absl::FromChrono(backoff.Next());
+    }
+    absl::MutexLock lock(&mu_);
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), wait)) return;
+  }
+}
+
+}  // namespace uop::broker

@@ -1,0 +1,115 @@
+// The receiver side of federation: one PeerLink per peer we pull from, one ImportSubscription
+// per dataset that peer offers. Each subscription writes into our Kafka transactionally and
+// resumes from what our Kafka holds, so a crash or a cut link loses and doubles nothing.
+#pragma once
+
+#include <map>
+#include <set>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "broker/config.h"
+#include "broker/kafka.h"
+#include "broker/metrics.h"
+#include "broker/peer_identity.h"
+#include "broker/provenance.h"
+#include "uop/federation/v1/federation.grpc.pb.h"
+
+namespace uop::broker {
+
+// Pulls one dataset of one peer. Runs its own thread from Start() to Stop(); retries with
+// jittered exponential backoff. `kafka` and `metrics` must outlive it.
+class ImportSubscription {
+ public:
+  ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
+                     std::shared_ptr<grpc::Channel> channel,
+                     uop::federation::v1::DatasetOffer offer, KafkaEnv* kafka, Metrics* metrics);
+  ~ImportSubscription();
+
+  void Start();
+  void Stop();  // returns when the thread has ended; in-flight transactions are aborted
+  bool streaming() const { return stream_up_->Get() > 0; }
+
+ private:
+  struct Session;
+  void Run();
+  // One connection: fence, recover, subscribe, stream until error. `progressed` tells whether
+  // anything was written (then the backoff starts over).
+  absl::Status RunOnce(bool* progressed);
+  absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> Recover();
+  absl::Status WriteBatches(Session& session,
+                            std::vector<uop::federation::v1::RecordBatch>& batches);
+  void UpdateLag(const Session& session);
+
+  const NodeConfig& config_;
+  const PeerConfig& peer_;
+  std::shared_ptr<grpc::Channel> channel_;
+  const uop::federation::v1::DatasetOffer offer_;
+  const std::string target_topic_;
+  const std::string deadletter_topic_;
+  KafkaEnv* kafka_;
+  Metrics* metrics_;
+  // Origin (partition, offset) pairs that Kafka refused for good: next attempt dead-letters them.
+  std::set<std::pair<int32_t, int64_t>> dead_records_;
+  std::map<std::pair<int32_t, int64_t>, std::string> dead_reasons_;
+
+  MetricValue* records_written_;
+  MetricValue* batches_written_;
+  MetricValue* duplicates_dropped_;
+  MetricValue* deadlettered_;
+  MetricValue* reconnects_;
+  MetricValue* stream_up_;
+  MetricValue* lag_records_;
+  MetricValue* lag_seconds_;
+  MetricValue* transactions_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* active_context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::thread thread_;
+};
+
+// Link to one peer that has an address: lists its offers and runs a subscription for each.
+class PeerLink {
+ public:
+  PeerLink(const NodeConfig& config, const PeerConfig& peer,
+           std::shared_ptr<const PeerAuthenticator> auth, KafkaEnv* kafka, Metrics* metrics);
+  ~PeerLink();
+  void Start();
+  void Stop();
+
+ private:
+  void Run();
+
+  const NodeConfig& config_;
+  const PeerConfig& peer_;
+  std::shared_ptr<grpc::Channel> channel_;
+  KafkaEnv* kafka_;
+  Metrics* metrics_;
+  MetricValue* link_up_;
+  MetricValue* offers_;
+  std::map<std::string, std::unique_ptr<ImportSubscription>> subscriptions_;  // by topic
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// Jittered exponential backoff: Next() returns a delay in [d/2, d] and doubles d up to max.
+class Backoff {
+ public:
+  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max)
+      : initial_(initial), max_(max), current_(initial) {}
+  std::chrono::milliseconds Next();
+  void Reset() { current_ = initial_; }
+
+ private:
+  std::chrono::milliseconds initial_, max_, current_;
+};
+
+}  // namespace uop::broker

@@ -1,0 +1,187 @@
+// librdkafka plumbing: configuration, the embedded mock cluster and topic administration.
+#include "broker/kafka.h"
+
+#include <librdkafka/rdkafka_mock.h>
+
+#include "absl/strings/str_cat.h"
+#include "broker/log.h"
+
+namespace uop::broker {
+
+absl::StatusOr<rd_kafka_conf_t*> MakeKafkaConf(const KafkaProperties& props) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  for (const auto& [key, value] : props) {
+    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InvalidArgumentError(absl::StrCat("kafka property '", key, "': ", err));
+    }
+  }
+  return conf;
+}
+
+MockCluster::~MockCluster() {
+  if (cluster != nullptr) rd_kafka_mock_cluster_destroy(cluster);
+}
+
+absl::StatusOr<std::unique_ptr<MockCluster>> StartMockCluster(int brokers) {
+  auto mock = std::make_unique<MockCluster>();
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  // The host handle never connects anywhere; silence its "no bootstrap.servers" warning.
+  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
+  mock->host.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err));
+  if (!mock->host) return absl::InternalError(absl::StrCat("mock cluster host: ", err));
+  mock->cluster = rd_kafka_mock_cluster_new(mock->host.get(), brokers);
+  if (mock->cluster == nullptr) return absl::InternalError("cannot start the mock Kafka cluster");
+  mock->bootstrap = rd_kafka_mock_cluster_bootstraps(mock->cluster);
+  return mock;
+}
+
+absl::Status CreateMockTopic(MockCluster& mock, const std::string& topic, int partitions) {
+  rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mock.cluster, topic.c_str(), partitions, 1);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+    return absl::InternalError(absl::StrCat("create topic ", topic, ": ", rd_kafka_err2str(err)));
+  }
+  return absl::OkStatus();
+}
+
+KafkaEnv::~KafkaEnv() {
+  admin_.reset();
+  if (mock_ != nullptr) rd_kafka_mock_cluster_destroy(mock_);
+  mock_host_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<KafkaEnv>> KafkaEnv::Start(const KafkaConfig& config) {
+  auto env = std::unique_ptr<KafkaEnv>(new KafkaEnv());
+  env->properties_ = config.properties;
+  if (config.embedded.has_value()) {
+    auto mock = StartMockCluster(config.embedded->brokers);
+    if (!mock.ok()) return mock.status();
+    env->mock_host_ = std::move((*mock)->host);
+    env->mock_ = (*mock)->cluster;
+    (*mock)->cluster = nullptr;
+    env->bootstrap_ = (*mock)->bootstrap;
+    for (const auto& [topic, partitions] : config.embedded->topics) {
+      rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(env->mock_, topic.c_str(), partitions, 1);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return absl::InternalError(absl::StrCat("embedded kafka: create topic ", topic, ": ",
+                                                rd_kafka_err2str(err)));
+      }
+    }
+    // Real properties such as security.protocol make no sense against the mock cluster.
+    env->properties_.clear();
+  } else {
+    env->bootstrap_ = config.bootstrap;
+  }
+  auto admin = env->NewClient(RD_KAFKA_PRODUCER, {{"log_level", "4"}});
+  if (!admin.ok()) return admin.status();
+  env->admin_ = *std::move(admin);
+  return env;
+}
+
+absl::StatusOr<KafkaHandle> KafkaEnv::NewClient(
+    rd_kafka_type_t type, const KafkaProperties& overrides,
+    const std::function<void(rd_kafka_conf_t*)>& customize) const {
+  KafkaProperties props = properties_;
+  props["bootstrap.servers"] = bootstrap_;
+  for (const auto& [k, v] : overrides) props[k] = v;
+  auto conf = MakeKafkaConf(props);
+  if (!conf.ok()) return conf.status();
+  if (customize) customize(*conf);
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, *conf, err, sizeof err);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(*conf);
+    return absl::InvalidArgumentError(absl::StrCat("kafka client: ", err));
+  }
+  return KafkaHandle(rk);
+}
+
+absl::StatusOr<int> KafkaEnv::PartitionCount(const std::string& topic) const {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(admin_.get(), topic.c_str(), nullptr);
+  const struct rd_kafka_metadata* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(admin_.get(), 0, rkt, &md, 10000);
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(
+        absl::StrCat("kafka metadata for ", topic, " at ", bootstrap_, ": ", rd_kafka_err2str(err)));
+  }
+  absl::StatusOr<int> result = absl::NotFoundError(absl::StrCat("topic ", topic, " not found"));
+  if (md->topic_cnt == 1) {
+    const struct rd_kafka_metadata_topic& t = md->topics[0];
+    if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0) {
+      result = t.partition_cnt;
+    } else if (t.err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+               t.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      result = absl::UnavailableError(
+          absl::StrCat("kafka metadata for ", topic, ": ", rd_kafka_err2str(t.err)));
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return result;
+}
+
+absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (ensured_.contains(topic)) return absl::OkStatus();
+  }
+  if (mock_ != nullptr) {
+    rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mock_, topic.c_str(), partitions, 1);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      return absl::InternalError(absl::StrCat("create topic ", topic, ": ", rd_kafka_err2str(err)));
+    }
+  } else {
+    char err[512];
+    rd_kafka_NewTopic_t* nt =
+        rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);
+    if (nt == nullptr) return absl::InvalidArgumentError(absl::StrCat("topic ", topic, ": ", err));
+    rd_kafka_AdminOptions_t* options =
+        rd_kafka_AdminOptions_new(admin_.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(options, 3000, err, sizeof err);
+    rd_kafka_AdminOptions_set_operation_timeout(options, 3000, err, sizeof err);
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(admin_.get());
+    rd_kafka_CreateTopics(admin_.get(), &nt, 1, options, queue);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 5000);
+    if (ev == nullptr) {
+      // librdkafka's mock cluster (uopctl dev-kafka) does not implement CreateTopics.
+      log::Warn("kafka_create_topics_unanswered", {{"topic", topic}});
+    } else {
+      size_t n = 0;
+      const rd_kafka_topic_result_t** results =
+          rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+      rd_kafka_resp_err_t code =
+          n == 1 ? rd_kafka_topic_result_error(results[0]) : rd_kafka_event_error(ev);
+      if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        log::Info("kafka_topic_created", {{"topic", topic}, {"partitions", std::to_string(partitions)}});
+      } else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        std::string msg = n == 1 && rd_kafka_topic_result_error_string(results[0]) != nullptr
+                              ? rd_kafka_topic_result_error_string(results[0])
+                              : rd_kafka_err2str(code);
+        rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(queue);
+        rd_kafka_AdminOptions_destroy(options);
+        rd_kafka_NewTopic_destroy(nt);
+        return absl::UnavailableError(absl::StrCat("create topic ", topic, " with ", partitions,
+                                                   " partitions: ", msg));
+      }
+      rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_NewTopic_destroy(nt);
+  }
+  auto count = PartitionCount(topic);
+  if (!count.ok()) return count.status();
+  if (*count != partitions) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("topic ", topic, " has ", *count, " partitions but its origin has ", partitions,
+                     "; recreate it with ", partitions, " partitions"));
+  }
+  absl::MutexLock lock(&mu_);
+  ensured_.insert(topic);
+  return absl::OkStatus();
+}
+
+}  // namespace uop::broker

@@ -1,0 +1,86 @@
+// RAII over librdkafka: the node's Kafka (embedded mock cluster or a real one), client
+// construction with the node's properties, and topic administration.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include <librdkafka/rdkafka.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "broker/config.h"
+
+typedef struct rd_kafka_mock_cluster_s rd_kafka_mock_cluster_t;
+
+namespace uop::broker {
+
+struct KafkaHandleDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+using KafkaHandle = std::unique_ptr<rd_kafka_t, KafkaHandleDeleter>;
+
+struct KafkaMessageDeleter {
+  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
+};
+using KafkaMessage = std::unique_ptr<rd_kafka_message_t, KafkaMessageDeleter>;
+
+struct KafkaErrorDeleter {
+  void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
+};
+using KafkaError = std::unique_ptr<rd_kafka_error_t, KafkaErrorDeleter>;
+
+using KafkaProperties = std::map<std::string, std::string>;
+
+// Owns the embedded cluster when there is one. Thread-safe.
+class KafkaEnv {
+ public:
+  static absl::StatusOr<std::unique_ptr<KafkaEnv>> Start(const KafkaConfig& config);
+  ~KafkaEnv();
+
+  const std::string& bootstrap() const { return bootstrap_; }
+  bool embedded() const { return mock_ != nullptr; }
+
+  // A new client with bootstrap.servers, the node's properties and then `overrides`.
+  // `customize`, if set, can install callbacks on the conf before the client is made.
+  absl::StatusOr<KafkaHandle> NewClient(
+      rd_kafka_type_t type, const KafkaProperties& overrides,
+      const std::function<void(rd_kafka_conf_t*)>& customize = nullptr) const;
+
+  // Partition count of an existing topic; NotFound when it does not exist.
+  absl::StatusOr<int> PartitionCount(const std::string& topic) const;
+
+  // Creates `topic` with `partitions`; fine if it already exists with that count, an error
+  // naming both counts if it exists with another.
+  absl::Status EnsureTopic(const std::string& topic, int partitions);
+
+ private:
+  KafkaEnv() = default;
+  std::string bootstrap_;
+  KafkaProperties properties_;
+  KafkaHandle mock_host_;                    // owns the mock cluster's threads
+  rd_kafka_mock_cluster_t* mock_ = nullptr;  // owned by mock_host_ lifetime (destroyed first)
+  KafkaHandle admin_;                        // metadata and admin requests
+  absl::Mutex mu_;
+  std::set<std::string> ensured_ ABSL_GUARDED_BY(mu_);
+};
+
+// Applies `props` to a new conf; errors name the property (never its value: it may be secret).
+absl::StatusOr<rd_kafka_conf_t*> MakeKafkaConf(const KafkaProperties& props);
+
+// Creates a standalone mock cluster (for `uopctl dev-kafka`). Caller destroys with
+// rd_kafka_mock_cluster_destroy before the host handle.
+struct MockCluster {
+  KafkaHandle host;
+  rd_kafka_mock_cluster_t* cluster = nullptr;
+  std::string bootstrap;
+  ~MockCluster();
+};
+absl::StatusOr<std::unique_ptr<MockCluster>> StartMockCluster(int brokers);
+absl::Status CreateMockTopic(MockCluster& mock, const std::string& topic, int partitions);
+
+}  // namespace uop::broker

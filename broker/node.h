@@ -1,0 +1,53 @@
+// A running uopd: wires config, Kafka, policies, the federation server, peer links and the admin
+// endpoint together. main() only parses flags and waits for a signal.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "broker/admin_http.h"
+#include "broker/config.h"
+#include "broker/export_service.h"
+#include "broker/import_link.h"
+#include "broker/kafka.h"
+#include "broker/metrics.h"
+#include "policy/policy_snapshot.h"
+
+namespace uop::broker {
+
+class Node {
+ public:
+  static absl::StatusOr<std::unique_ptr<Node>> Start(NodeConfig config);
+  ~Node();
+  // Stops links and streams, then the servers. Idempotent.
+  void Shutdown();
+
+  const std::string& federation_address() const { return federation_address_; }
+  const std::string& admin_address() const { return admin_address_; }
+  const std::string& kafka_bootstrap() const { return kafka_->bootstrap(); }
+  std::shared_ptr<const policy::PolicySnapshot> policies() const;
+
+ private:
+  Node() = default;
+  NodeConfig config_;
+  Metrics metrics_;
+  std::unique_ptr<KafkaEnv> kafka_;
+  mutable absl::Mutex policy_mu_;
+  std::shared_ptr<const policy::PolicySnapshot> policy_ ABSL_GUARDED_BY(policy_mu_);
+  std::unique_ptr<ExportService> export_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::unique_ptr<PeerLink>> links_;
+  std::unique_ptr<AdminServer> admin_;
+  std::string federation_address_;
+  std::string admin_address_;
+  std::atomic<bool> ready_{false};
+  bool shut_down_ = false;
+};
+
+}  // namespace uop::broker

@@ -1,0 +1,57 @@
+// Maps a remote certificate to a configured peer: the chain must verify against that peer's own
+// CA (not any other peer's) and the leaf must carry the peer's configured identity as a SAN.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include "absl/status/statusor.h"
+#include "broker/config.h"
+
+namespace uop::broker {
+
+// Immutable after Create; thread-safe.
+class PeerAuthenticator {
+ public:
+  static absl::StatusOr<std::shared_ptr<const PeerAuthenticator>> Create(const NodeConfig& config);
+  ~PeerAuthenticator();
+
+  // `chain_pem` is the leaf followed by any intermediates (the leaf alone is fine). With
+  // `expected_peer`, only that peer is acceptable. Returns the peer name, or why it is refused.
+  absl::StatusOr<std::string> Authenticate(absl::string_view chain_pem,
+                                           std::optional<absl::string_view> expected_peer) const;
+
+  // PEM of every peer CA, concatenated (what the server offers as acceptable issuers).
+  const std::string& all_peer_cas() const { return all_peer_cas_; }
+  const std::string& own_cert_pem() const { return own_cert_pem_; }
+  const std::string& own_key_pem() const { return own_key_pem_; }
+
+ private:
+  struct Peer;
+  PeerAuthenticator() = default;
+  std::vector<std::unique_ptr<Peer>> peers_;
+  std::string all_peer_cas_;
+  std::string own_cert_pem_;
+  std::string own_key_pem_;
+};
+
+// The subject alternative names (DNS names and URIs) of the first certificate in `pem`.
+absl::StatusOr<std::vector<std::string>> CertificateNames(absl::string_view pem);
+
+// Server credentials: mTLS, client certificate required, verified by `auth` (any peer).
+std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
+    std::shared_ptr<const PeerAuthenticator> auth);
+// Channel credentials to dial `peer`: its certificate must verify as that peer.
+std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(
+    std::shared_ptr<const PeerAuthenticator> auth, const PeerConfig& peer);
+
+// Reads a whole file; errors name the file.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+}  // namespace uop::broker
