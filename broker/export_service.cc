@@ -291,8 +291,12 @@ grpc::Status ExportService::Replicate(
   };
 
   while (true) {
-    if (stopping_.load() || context->IsCancelled()) {
+    if (stopping_.load()) {
       result = grpc::Status(grpc::StatusCode::UNAVAILABLE, "owner node is shutting down");
+      break;
+    }
+    if (context->IsCancelled()) {
+      result = grpc::Status(grpc::StatusCode::CANCELLED, "the peer cancelled the stream");
       break;
     }
     bool can_send = false;

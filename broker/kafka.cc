@@ -155,7 +155,7 @@ absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
           n == 1 ? rd_kafka_topic_result_error(results[0]) : rd_kafka_event_error(ev);
       if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
         log::Info("kafka_topic_created", {{"topic", topic}, {"partitions", std::to_string(partitions)}});
-      } else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      } else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && code != RD_KAFKA_RESP_ERR__TIMED_OUT) {
         std::string msg = n == 1 && rd_kafka_topic_result_error_string(results[0]) != nullptr
                               ? rd_kafka_topic_result_error_string(results[0])
                               : rd_kafka_err2str(code);

@@ -14,7 +14,8 @@
 #
 # DIR afterwards: server.properties, log4j2.properties, cluster.id, ports, name, pid (while
 # running), bootstrap, data/ (log.dirs + KRaft metadata), logs/ (server.log, kafka.out).
-# Env: UOP_KAFKA_HEAP_OPTS (default "-Xms256m -Xmx512m"), UOP_KAFKA_JAVA_OPTS (extra flags),
+# Env: UOP_KAFKA_BROKER_HEAP_OPTS (default "-Xms256m -Xmx512m"), UOP_KAFKA_BROKER_JAVA_OPTS
+# (extra JVM flags),
 # UOP_KAFKA_START_TIMEOUT (seconds, default 90), UOP_KAFKA_CACHE (see fetch-kafka.sh).
 set -euo pipefail
 
@@ -126,14 +127,21 @@ logger.authorizer.level = WARN
 EOF
 }
 
+# kafka-tool.sh with its defaults: settings meant for a caller's MM2 or perf-tool runs must
+# not leak into the storage tool.
+storage_tool() {
+  env -u UOP_KAFKA_HEAP_OPTS -u UOP_KAFKA_JAVA_OPTS -u UOP_KAFKA_LOG4J \
+    "$UOP_KAFKA_HERE/kafka-tool.sh" kafka.tools.StorageTool "$@"
+}
+
 format_storage() {
   local dir="$1" id
-  # Kafka's own id format (base64 of 16 random bytes), as the task of StorageTool.
-  id="$("$UOP_KAFKA_HERE/kafka-tool.sh" kafka.tools.StorageTool random-uuid)"
+  # Kafka's own cluster id format (base64url of 16 random bytes), made by Kafka itself.
+  id="$(storage_tool random-uuid)"
   printf '%s\n' "$id" >"$dir/cluster.id"
   # --standalone: this controller is the whole (dynamic, kraft.version 1) quorum; it goes
   # with controller.quorum.bootstrap.servers (4.2+ rejects it with controller.quorum.voters).
-  "$UOP_KAFKA_HERE/kafka-tool.sh" kafka.tools.StorageTool format -t "$id" \
+  storage_tool format -t "$id" \
     -c "$dir/server.properties" --standalone --ignore-formatted >"$dir/logs/format.out" 2>&1 ||
     { cat "$dir/logs/format.out" >&2; kafka_die "storage format failed in $dir"; }
 }
@@ -165,8 +173,8 @@ launch_and_wait() {
   java_bin="$(find_java)" || kafka_die "no java >= 17"
   bootstrap="$HOST:$(cut -d' ' -f1 "$dir/ports")"
   local -a heap_opts extra_opts
-  read -r -a heap_opts <<<"${UOP_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
-  read -r -a extra_opts <<<"${UOP_KAFKA_JAVA_OPTS:-}"
+  read -r -a heap_opts <<<"${UOP_KAFKA_BROKER_HEAP_OPTS:--Xms256m -Xmx512m}"
+  read -r -a extra_opts <<<"${UOP_KAFKA_BROKER_JAVA_OPTS:-}"
   mkdir -p "$dir/logs"
   rm -f "$dir/pid"
   # restart appends to the kept server.log: only what this launch writes counts below.

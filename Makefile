@@ -1,0 +1,32 @@
+# The two README commands: `make demo` and `make test`. Each installs what it needs (Debian
+# packages; for tests also Java, Maven and Kafka jars), builds, and runs.
+JOBS ?= 2
+
+.PHONY: all deps build demo test test-unit asan clean
+
+all: build
+
+deps:
+	@./deploy/scripts/install-deps.sh
+
+build: deps
+	@cmake --preset default >/dev/null
+	@cmake --build --preset default -j $(JOBS)
+
+demo: build
+	@python3 deploy/demo/demo.py --bin build/bin --workdir demo-run
+
+test: build
+	@ctest --preset default -j 1
+
+test-unit: build
+	@ctest --preset default -L unit
+
+# Sanitizer build of everything; runs unit and integration tests under ASan+UBSan.
+asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+	@ctest --preset asan -L 'unit|integration' -j 1
+
+clean:
+	rm -rf build build-asan demo-run
