@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/numbers.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "broker/export_service.h"
@@ -238,7 +239,7 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
        {"linger.ms", "5"},
        {"batch.size", "1000000"},
        {"transaction.timeout.ms", "60000"},
-       {"message.timeout.ms", "0"}},  // never time out a record: the transaction decides
+       {"message.timeout.ms", "55000"}},  // within transaction.timeout.ms, as librdkafka requires
       [&session](rd_kafka_conf_t* conf) {
         rd_kafka_conf_set_opaque(conf, &session);
         rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m,
@@ -332,9 +333,34 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
   });
 
   absl::Status result = absl::OkStatus();
-  absl::Time last_sent = absl::Now();
   const absl::Duration heartbeat_interval = absl::FromChrono(config_.link.heartbeat_interval);
   const absl::Duration dead_peer_timeout = absl::FromChrono(config_.link.dead_peer_timeout);
+  // Writes to the stream come from this thread (acks, credit) and from the heartbeat thread,
+  // which keeps the owner informed while a long Kafka transaction blocks this one.
+  absl::Mutex write_mu;
+  absl::Time last_sent = absl::Now();
+  bool write_failed = false;
+  auto write = [&](const fed::ReceiverMessage& msg) {
+    absl::MutexLock lock(&write_mu);
+    if (write_failed) return false;
+    write_failed = !stream->Write(msg);
+    last_sent = absl::Now();
+    return !write_failed;
+  };
+  absl::Notification heartbeats_done;
+  std::thread heartbeats([&] {
+    while (!heartbeats_done.WaitForNotificationWithTimeout(heartbeat_interval / 4)) {
+      bool due = false;
+      {
+        absl::MutexLock lock(&write_mu);
+        due = !write_failed && absl::Now() - last_sent >= heartbeat_interval;
+      }
+      if (!due) continue;
+      fed::ReceiverMessage hb;
+      hb.mutable_heartbeat()->set_sent_unix_ms(absl::ToUnixMillis(absl::Now()));
+      if (!write(hb)) return;
+    }
+  });
   while (true) {
     std::vector<fed::RecordBatch> batches;
     {
@@ -381,23 +407,15 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
       fed::ReceiverMessage credit;
       credit.mutable_credit()->set_batches(static_cast<uint32_t>(batches.size()));
       credit.mutable_credit()->set_bytes(bytes);
-      if (!stream->Write(ack) || !stream->Write(credit)) {
+      if (!write(ack) || !write(credit)) {
         result = absl::UnavailableError("stream to owner closed");
         break;
       }
-      last_sent = absl::Now();
     }
     UpdateLag(session);
-    if (absl::Now() - last_sent >= heartbeat_interval) {
-      fed::ReceiverMessage hb;
-      hb.mutable_heartbeat()->set_sent_unix_ms(absl::ToUnixMillis(absl::Now()));
-      if (!stream->Write(hb)) {
-        result = absl::UnavailableError("stream to owner closed");
-        break;
-      }
-      last_sent = absl::Now();
-    }
   }
+  heartbeats_done.Notify();
+  heartbeats.join();
   context.TryCancel();
   reader.join();
   grpc::Status final_status = stream->Finish();
@@ -512,10 +530,14 @@ absl::Status ImportSubscription::WriteBatches(Session& session,
       newest_ts = std::max(newest_ts, rec.timestamp_ms());
     }
   }
-  while (true) {
-    KafkaError err(rd_kafka_commit_transaction(producer, 60000));
+  for (int attempt = 1;; ++attempt) {
+    KafkaError err(rd_kafka_commit_transaction(producer, 30000));
     if (!err) break;
-    if (rd_kafka_error_is_retriable(err.get())) continue;
+    if (rd_kafka_error_is_retriable(err.get()) && attempt < 4) {
+      log::Warn("import_commit_retry", {{"topic", target_topic_},
+                                        {"error", rd_kafka_error_string(err.get())}});
+      continue;
+    }
     // A record the broker refused for good is dead-lettered on the next attempt.
     for (const auto& [p, offset, code] : session.failures) {
       if (IsPermanentRecordError(code)) {
@@ -620,7 +642,11 @@ void PeerLink::Run() {
         sub->Start();
         subscriptions_[offer.topic()] = std::move(sub);
       }
-      wait = absl::Seconds(30);  // offers are re-read to pick up new shares
+      // Offers are re-read to pick up new shares; sooner while a subscription is down, so the
+      // link state follows the peer within seconds.
+      bool all_streaming = true;
+      for (const auto& [topic, sub] : subscriptions_) all_streaming &= sub->streaming();
+      wait = all_streaming ? absl::Seconds(15) : absl::FromChrono(config_.link.dead_peer_timeout);
     } else {
       log::Warn("link_down", {{"peer", peer_.name}, {"address", peer_.address},
                               {"reason", status.error_message()},
