@@ -218,6 +218,9 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
           const std::string topic = kv.first.Scalar();
           auto partitions = Integer(topics, topic, "kafka.embedded.topics", 0, 1, 1000);
           if (!partitions.ok()) return partitions.status();
+          if (*partitions == 0) {
+            return Error(kv.first, "kafka.embedded.topics." + topic, "partition count required");
+          }
           e.topics[topic] = static_cast<int>(*partitions);
         }
       }

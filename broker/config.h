@@ -54,7 +54,7 @@ struct NodeConfig {
   TlsConfig tls;
   std::vector<PeerConfig> peers;
   KafkaConfig kafka;
-  std::string policies_dir;  // absolute, or relative to the working directory
+  std::string policies_dir;  // resolved against the config file's directory
   LinkTuning link;
 
   const PeerConfig* FindPeer(absl::string_view name) const;

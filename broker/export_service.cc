@@ -32,8 +32,14 @@ absl::StatusOr<std::string> ExportService::AuthenticateCall(grpc::ServerContext*
   std::shared_ptr<const grpc::AuthContext> auth_context = context->auth_context();
   std::string chain;
   if (auth_context) {
-    for (const grpc::string_ref& pem : auth_context->FindPropertyValues("x509_pem_cert")) {
+    // The full chain, so that peers whose certificates come from an intermediate CA verify.
+    for (const grpc::string_ref& pem : auth_context->FindPropertyValues("x509_pem_cert_chain")) {
       chain.append(pem.data(), pem.size());
+    }
+    if (chain.empty()) {
+      for (const grpc::string_ref& pem : auth_context->FindPropertyValues("x509_pem_cert")) {
+        chain.append(pem.data(), pem.size());
+      }
     }
   }
   absl::StatusOr<std::string> peer = auth_->Authenticate(chain, std::nullopt);
@@ -199,7 +205,7 @@ grpc::Status ExportService::Replicate(
   MetricValue* m_records =
       metrics_->Counter("uop_export_records_total", "Records sent to peers", labels);
   MetricValue* m_bytes =
-      metrics_->Counter("uop_export_bytes_total", "Key+value bytes sent to peers", labels);
+      metrics_->Counter("uop_export_bytes_total", "Serialized record batch bytes sent to peers", labels);
   MetricValue* m_batches = metrics_->Counter("uop_export_batches_total", "Batches sent", labels);
   MetricValue* m_acked = metrics_->Counter(
       "uop_export_acked_records_total", "Records the peer acknowledged as durably written", labels);
@@ -230,6 +236,8 @@ grpc::Status ExportService::Replicate(
           break;
         case fed::ReceiverMessage::kHeartbeat:
           break;
+        case fed::ReceiverMessage::BODY_NOT_SET:
+          break;  // a kind added by a later protocol revision: ignored (forward compatibility)
         default:
           state.protocol_error = "unexpected message after subscribe";
           state.done = true;
@@ -327,7 +335,7 @@ grpc::Status ExportService::Replicate(
     if (can_send && !ready.empty()) {
       fed::OwnerMessage& msg = ready.front();
       const fed::RecordBatch& batch = msg.batch();
-      const auto size = static_cast<int64_t>(msg.ByteSizeLong());
+      const auto size = static_cast<int64_t>(batch.ByteSizeLong());
       {
         absl::MutexLock lock(&state.mu);
         state.batch_credit -= 1;

@@ -323,10 +323,10 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
         for (const fed::PartitionProgress& p : msg.heartbeat().progress()) {
           session.heartbeat_progress[p.partition()] = p.high_watermark();
         }
-      } else {
+      } else if (msg.body_case() != fed::OwnerMessage::BODY_NOT_SET) {
         session.protocol_error = "unexpected message from owner";
         break;
-      }
+      }  // BODY_NOT_SET: a kind added by a later protocol revision, ignored
     }
     absl::MutexLock lock(&session.mu);
     session.reader_done = true;
@@ -398,7 +398,7 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
     }
     if (!batches.empty()) {
       uint64_t bytes = 0;
-      for (const fed::RecordBatch& b : batches) bytes += b.ByteSizeLong() + 8;
+      for (const fed::RecordBatch& b : batches) bytes += b.ByteSizeLong();
       result = WriteBatches(session, batches);
       if (!result.ok()) break;
       *progressed = true;

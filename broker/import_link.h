@@ -33,7 +33,9 @@ class ImportSubscription {
   ~ImportSubscription();
 
   void Start();
-  void Stop();  // returns when the thread has ended; in-flight transactions are aborted
+  // Returns when the thread has ended: a transaction being committed is finished first (bounded
+  // by the Kafka timeouts), then the stream is cancelled.
+  void Stop();
   bool streaming() const { return stream_up_->Get() > 0; }
 
  private:

@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "broker/log.h"
 
 namespace uop::broker {
@@ -74,7 +75,8 @@ absl::StatusOr<std::unique_ptr<KafkaEnv>> KafkaEnv::Start(const KafkaConfig& con
   } else {
     env->bootstrap_ = config.bootstrap;
   }
-  auto admin = env->NewClient(RD_KAFKA_PRODUCER, {{"log_level", "4"}});
+  // A metadata lookup must never create a topic (brokers with auto.create.topics.enable).
+  auto admin = env->NewClient(RD_KAFKA_PRODUCER, {{"allow.auto.create.topics", "false"}});
   if (!admin.ok()) return admin.status();
   env->admin_ = *std::move(admin);
   return env;
@@ -88,6 +90,16 @@ absl::StatusOr<KafkaHandle> KafkaEnv::NewClient(
   for (const auto& [k, v] : overrides) props[k] = v;
   auto conf = MakeKafkaConf(props);
   if (!conf.ok()) return conf.status();
+  // librdkafka's own messages become JSON log lines like ours.
+  rd_kafka_conf_set_log_cb(*conf, [](const rd_kafka_t* rk, int level, const char* fac,
+                                     const char* buf) {
+    const log::Level our = level <= 3 ? log::Level::kError
+                           : level == 4 ? log::Level::kWarn
+                           : level <= 6 ? log::Level::kInfo
+                                        : log::Level::kDebug;
+    log::Write(our, "librdkafka", {{"client", rd_kafka_name(rk)}, {"facility", fac},
+                                   {"message", buf}});
+  });
   if (customize) customize(*conf);
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(type, *conf, err, sizeof err);
@@ -172,7 +184,13 @@ absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
     rd_kafka_AdminOptions_destroy(options);
     rd_kafka_NewTopic_destroy(nt);
   }
-  auto count = PartitionCount(topic);
+  // Metadata lags topic creation a little on real brokers: wait for it, with a deadline.
+  absl::StatusOr<int> count = PartitionCount(topic);
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);
+       absl::IsNotFound(count.status()) && absl::Now() < deadline;
+       count = PartitionCount(topic)) {
+    absl::SleepFor(absl::Milliseconds(100));  // poll interval while the broker propagates
+  }
   if (!count.ok()) return count.status();
   if (*count != partitions) {
     return absl::FailedPreconditionError(

@@ -196,7 +196,7 @@ std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
       std::vector<IdentityKeyCertPair>{{auth->own_key_pem(), auth->own_cert_pem()}});
   TlsServerCredentialsOptions options(provider);
   options.watch_identity_key_cert_pairs();
-  options.watch_root_certs();
+  if (!auth->all_peer_cas().empty()) options.watch_root_certs();  // a node may have no peers yet
   // gRPC asks for a certificate and our verifier does all checking, per peer CA.
   options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
   options.set_certificate_verifier(

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   auto node = uop::broker::Node::Start(*std::move(config));
   if (!node.ok()) {
     std::fprintf(stderr, "uopd: %s\n", std::string(node.status().message()).c_str());
-    return 1;
+    return node.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;  // bad config: 2
   }
   if (!ready_file.empty() && !WriteReadyFile(ready_file, **node, node_name)) {
     std::fprintf(stderr, "uopd: cannot write ready file %s\n", ready_file.c_str());

@@ -50,8 +50,10 @@ absl::StatusOr<std::shared_ptr<const PolicySnapshot>> PolicySnapshot::FromFiles(
   std::map<std::string, std::string> dataset_file;  // topic -> file that defines it
   std::string hashed;
   for (const auto& [file, text] : files) {
-    absl::StrAppend(&hashed, file.size(), ":", std::filesystem::path(file).filename().string(),
-                    text.size(), ":", text);
+    // Only the file's name and content count, so every node with the same rules (wherever its
+    // policy directory is) stamps the same version.
+    const std::string name = std::filesystem::path(file).filename().string();
+    absl::StrAppend(&hashed, name.size(), ":", name, text.size(), ":", text);
     YAML::Node root;
     try {
       root = YAML::Load(text);

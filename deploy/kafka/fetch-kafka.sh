@@ -46,6 +46,7 @@ ensure_tools() {
   fi
   rm -f "$log"
   find_java >/dev/null || kafka_die "no java >= 17 found after installing openjdk-17-jdk-headless"
+  command -v mvn >/dev/null 2>&1 || kafka_die "no mvn on PATH after installing maven"
 }
 ensure_tools
 
