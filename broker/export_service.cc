@@ -180,7 +180,7 @@ grpc::Status ExportService::Replicate(
                           // Bounded read-ahead; large enough to avoid the fetch stalls measured
                           // with the defaults (shared/notes/librdkafka-2.0.2.md).
                           {"queued.min.messages", "200000"},
-                          {"queued.max.messages.kbytes", "32768"},
+                          {"queued.max.messages.kbytes", "16384"},
                           {"fetch.wait.max.ms", "50"}});
   if (!consumer_or.ok()) return ToGrpcStatus(consumer_or.status());
   KafkaHandle consumer = *std::move(consumer_or);

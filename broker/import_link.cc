@@ -81,11 +81,13 @@ struct ImportSubscription::Session {
 
 ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
                                        std::shared_ptr<grpc::Channel> channel,
-                                       fed::DatasetOffer offer, KafkaEnv* kafka, Metrics* metrics)
+                                       fed::DatasetOffer offer, int32_t partition, KafkaEnv* kafka,
+                                       Metrics* metrics)
     : config_(config),
       peer_(peer),
       channel_(std::move(channel)),
       offer_(std::move(offer)),
+      partition_(partition),
       target_topic_(MirrorTopicName(peer.name, offer_.topic())),
       deadletter_topic_(DeadLetterTopicName(peer.name, offer_.topic())),
       kafka_(kafka),
@@ -100,12 +102,6 @@ ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfi
                                     "Records written to the dead-letter topic", labels);
   reconnects_ = metrics_->Counter("uop_import_reconnects_total",
                                   "Subscription restarts after an error", labels);
-  stream_up_ = metrics_->Gauge("uop_import_stream_up", "1 while the subscription streams", labels);
-  lag_records_ = metrics_->Gauge("uop_import_lag_records",
-                                 "Records the owner holds that we have not written yet", labels);
-  lag_seconds_ = metrics_->Gauge(
-      "uop_import_lag_seconds", "Age of the newest written record while behind; 0 when caught up",
-      labels);
   transactions_ = metrics_->Counter("uop_import_transactions_total",
                                     "Kafka transactions committed", labels);
 }
@@ -128,7 +124,7 @@ void ImportSubscription::Run() {
   while (true) {
     bool progressed = false;
     absl::Status status = RunOnce(&progressed);
-    stream_up_->Set(0);
+    streaming_.store(false);
     absl::MutexLock lock(&mu_);
     if (stopping_) break;
     if (progressed) backoff.Reset();
@@ -136,6 +132,7 @@ void ImportSubscription::Run() {
     reconnects_->Add(1);
     log::Warn("import_subscription_retry",
               {{"peer", peer_.name}, {"topic", offer_.topic()},
+               {"partition", std::to_string(partition_)},
                {"reason", std::string(status.message())},
                {"retry_in_ms", std::to_string(delay.count())}});
     auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
@@ -145,7 +142,7 @@ void ImportSubscription::Run() {
 
 absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recover() {
   std::map<int32_t, PartitionCheckpoint> checkpoints;
-  for (int p = 0; p < offer_.partitions(); ++p) checkpoints[p] = PartitionCheckpoint();
+  checkpoints[partition_] = PartitionCheckpoint();
   auto consumer_or = kafka_->NewClient(
       RD_KAFKA_CONSUMER, {{"group.id", absl::StrCat("uop-recover.", config_.node)},
                           {"enable.auto.commit", "false"},
@@ -158,7 +155,7 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
   // exactly which origin offsets we hold: records are written in origin order.
   for (const std::string& topic : {target_topic_, deadletter_topic_}) {
     std::map<int32_t, std::pair<int64_t, int64_t>> ranges;  // partition -> [low, high)
-    for (int p = 0; p < offer_.partitions(); ++p) {
+    for (int p : {partition_}) {
       int64_t low = 0, high = 0;
       rd_kafka_resp_err_t err =
           rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, 10000);
@@ -223,17 +220,13 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
 }
 
 absl::Status ImportSubscription::RunOnce(bool* progressed) {
-  // 1. Our topics, with the origin's partitioning.
-  if (absl::Status s = kafka_->EnsureTopic(target_topic_, offer_.partitions()); !s.ok()) return s;
-  if (absl::Status s = kafka_->EnsureTopic(deadletter_topic_, offer_.partitions()); !s.ok()) {
-    return s;
-  }
-  // 2. Fence any earlier writer of this dataset: a restarted or zombie instance's open
+  // 1. (Our topics exist: ImportDataset made them.) 2. Fence any earlier writer of this dataset: a restarted or zombie instance's open
   // transaction is aborted by init_transactions.
   Session session;
   auto producer_or = kafka_->NewClient(
       RD_KAFKA_PRODUCER,
-      {{"transactional.id", absl::StrCat("uop-import.", config_.node, ".", target_topic_)},
+      {{"transactional.id",
+        absl::StrCat("uop-import.", config_.node, ".", target_topic_, ".", partition_)},
        {"enable.idempotence", "true"},
        {"acks", "all"},
        {"linger.ms", "5"},
@@ -296,15 +289,17 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
                                                static_cast<int>(st.error_code()), ")"));
   }
   if (!first.has_subscribed() || first.subscribed().partitions() != offer_.partitions()) {
+    // Partition counts must match (origin p -> mirror p); a changed origin needs an operator.
     context.TryCancel();
     stream->Finish();
     clear_context();
     return absl::FailedPreconditionError(
         absl::StrCat("owner answered subscribe with an unexpected message or partition count"));
   }
-  stream_up_->Set(1);
+  streaming_.store(true);
   log::Info("import_stream_started",
             {{"peer", peer_.name}, {"topic", offer_.topic()}, {"target", target_topic_},
+             {"partition", std::to_string(partition_)},
              {"policy", first.subscribed().policy_version()}});
 
   // 5. Reader thread: owner messages into a queue bounded by the credit we granted.
@@ -483,7 +478,7 @@ absl::Status ImportSubscription::WriteBatches(Session& session,
 
   for (const fed::RecordBatch& batch : batches) {
     const int32_t p = batch.partition();
-    if (p < 0 || p >= offer_.partitions()) {
+    if (p != partition_) {
       rd_kafka_abort_transaction(producer, 30000);
       return absl::InternalError(absl::StrCat("owner sent partition ", p, " out of range"));
     }
@@ -569,13 +564,185 @@ void ImportSubscription::UpdateLag(const Session& session) {
     const int64_t next = it == session.checkpoints.end() ? 0 : it->second.last_offset() + 1;
     behind += std::max<int64_t>(0, hw - next);
   }
-  lag_records_->Set(static_cast<double>(behind));
+  lag_records_.store(behind);
   if (behind == 0 || session.last_origin_timestamp_ms == 0) {
-    lag_seconds_->Set(0);
+    lag_seconds_.store(0);
   } else {
-    lag_seconds_->Set(
+    lag_seconds_.store(
         std::max<double>(0, (absl::ToUnixMillis(absl::Now()) - session.last_origin_timestamp_ms) / 1000.0));
   }
+}
+
+ImportDataset::ImportDataset(const NodeConfig& config, const PeerConfig& peer,
+                             std::shared_ptr<grpc::Channel> channel, fed::DatasetOffer offer,
+                             KafkaEnv* kafka, Metrics* metrics)
+    : config_(config),
+      peer_(peer),
+      channel_(std::move(channel)),
+      offer_(std::move(offer)),
+      target_topic_(MirrorTopicName(peer.name, offer_.topic())),
+      kafka_(kafka),
+      metrics_(metrics) {
+  const Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
+  assigned_ = metrics_->Gauge("uop_import_partitions_assigned",
+                              "Origin partitions this node pulls (Kafka group assignment)", labels);
+  stream_up_ = metrics_->Gauge("uop_import_stream_up",
+                               "Partition streams currently flowing from the peer", labels);
+  lag_records_ = metrics_->Gauge(
+      "uop_import_lag_records", "Records the owner holds that we have not written yet", labels);
+  lag_seconds_ = metrics_->Gauge(
+      "uop_import_lag_seconds",
+      "Age of the newest written record of the most lagging partition; 0 when caught up", labels);
+}
+
+ImportDataset::~ImportDataset() { Stop(); }
+
+void ImportDataset::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void ImportDataset::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ImportDataset::Run() {
+  Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
+  while (true) {
+    absl::Status status = RunGroup();
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    const std::chrono::milliseconds delay = backoff.Next();
+    log::Warn("import_dataset_retry", {{"peer", peer_.name}, {"topic", offer_.topic()},
+                                       {"reason", std::string(status.message())},
+                                       {"retry_in_ms", std::to_string(delay.count())}});
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::FromChrono(delay))) return;
+  }
+}
+
+absl::Status ImportDataset::RunGroup() {
+  // Our topics, with the origin's partitioning (origin partition p is mirror partition p).
+  if (absl::Status s = kafka_->EnsureTopic(target_topic_, offer_.partitions()); !s.ok()) return s;
+  if (absl::Status s = kafka_->EnsureTopic(DeadLetterTopicName(peer_.name, offer_.topic()),
+                                           offer_.partitions());
+      !s.ok()) {
+    return s;
+  }
+  // The group only assigns partitions: they are paused at once and never read.
+  auto consumer_or = kafka_->NewClient(
+      RD_KAFKA_CONSUMER,
+      {{"group.id", absl::StrCat("uop-import.", config_.node, ".", target_topic_)},
+       {"partition.assignment.strategy", "cooperative-sticky"},
+       {"session.timeout.ms", "6000"},
+       {"heartbeat.interval.ms", "1000"},
+       {"enable.auto.commit", "false"},
+       {"auto.offset.reset", "latest"},
+       {"allow.auto.create.topics", "false"}},
+      [this](rd_kafka_conf_t* conf) {
+        rd_kafka_conf_set_opaque(conf, this);
+        rd_kafka_conf_set_rebalance_cb(
+            conf, [](rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                     rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+              auto* self = static_cast<ImportDataset*>(opaque);
+              if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                self->OnAssigned(rk, partitions);
+              } else {
+                self->OnRevoked(rk, partitions);
+              }
+            });
+      });
+  if (!consumer_or.ok()) return consumer_or.status();
+  KafkaHandle consumer = *std::move(consumer_or);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, target_topic_.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (err) return absl::UnavailableError(absl::StrCat("subscribe: ", rd_kafka_err2str(err)));
+  absl::Status result = absl::OkStatus();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+    }
+    // Serves group heartbeats and rebalance callbacks; records never come (paused).
+    KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 200));
+    if (m && m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      log::Warn("import_group_error", {{"topic", target_topic_},
+                                       {"error", rd_kafka_message_errstr(m.get())}});
+      if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+        result = absl::UnavailableError(rd_kafka_message_errstr(m.get()));
+        break;
+      }
+    }
+    PublishMetrics();
+  }
+  // Leaving the group revokes our partitions (stopping their subscriptions) so that the other
+  // nodes of this city take them over at once.
+  rd_kafka_consumer_close(consumer.get());
+  for (auto& [p, sub] : partitions_) sub->Stop();
+  partitions_.clear();
+  PublishMetrics();
+  return result;
+}
+
+void ImportDataset::OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions) {
+  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(consumer)) == "COOPERATIVE";
+  if (cooperative) {
+    KafkaError err(rd_kafka_incremental_assign(consumer, partitions));
+  } else {
+    rd_kafka_assign(consumer, partitions);
+  }
+  rd_kafka_pause_partitions(consumer, partitions);
+  std::string list;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const int32_t p = partitions->elems[i].partition;
+    absl::StrAppend(&list, list.empty() ? "" : ",", p);
+    if (partitions_.contains(p)) continue;
+    auto sub = std::make_unique<ImportSubscription>(config_, peer_, channel_, offer_, p, kafka_,
+                                                    metrics_);
+    sub->Start();
+    partitions_[p] = std::move(sub);
+  }
+  log::Info("import_partitions_assigned",
+            {{"peer", peer_.name}, {"topic", offer_.topic()}, {"partitions", list}});
+  PublishMetrics();
+}
+
+void ImportDataset::OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions) {
+  std::string list;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const int32_t p = partitions->elems[i].partition;
+    absl::StrAppend(&list, list.empty() ? "" : ",", p);
+    auto it = partitions_.find(p);
+    if (it == partitions_.end()) continue;
+    it->second->Stop();  // its transaction ends before another node may take the partition
+    partitions_.erase(it);
+  }
+  if (std::string_view(rd_kafka_rebalance_protocol(consumer)) == "COOPERATIVE") {
+    KafkaError err(rd_kafka_incremental_unassign(consumer, partitions));
+  } else {
+    rd_kafka_assign(consumer, nullptr);
+  }
+  log::Info("import_partitions_revoked",
+            {{"peer", peer_.name}, {"topic", offer_.topic()}, {"partitions", list}});
+  PublishMetrics();
+}
+
+void ImportDataset::PublishMetrics() {
+  int64_t lag = 0, up = 0;
+  double lag_seconds = 0;
+  for (const auto& [p, sub] : partitions_) {
+    lag += sub->lag_records();
+    lag_seconds = std::max(lag_seconds, sub->lag_seconds());
+    up += sub->streaming() ? 1 : 0;
+  }
+  assigned_->Set(static_cast<double>(partitions_.size()));
+  stream_up_->Set(static_cast<double>(up));
+  lag_records_->Set(static_cast<double>(lag));
+  lag_seconds_->Set(lag_seconds);
+  streaming_.store(!partitions_.empty() && up == static_cast<int64_t>(partitions_.size()));
 }
 
 PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
@@ -608,8 +775,8 @@ void PeerLink::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
-  for (auto& [topic, sub] : subscriptions_) sub->Stop();
-  subscriptions_.clear();
+  for (auto& [topic, dataset] : datasets_) dataset->Stop();
+  datasets_.clear();
 }
 
 void PeerLink::Run() {
@@ -636,16 +803,16 @@ void PeerLink::Run() {
       offers_->Set(response.offers_size());
       backoff.Reset();
       for (const fed::DatasetOffer& offer : response.offers()) {
-        if (subscriptions_.contains(offer.topic())) continue;
-        auto sub = std::make_unique<ImportSubscription>(config_, peer_, channel_, offer, kafka_,
-                                                        metrics_);
-        sub->Start();
-        subscriptions_[offer.topic()] = std::move(sub);
+        if (datasets_.contains(offer.topic())) continue;
+        auto dataset =
+            std::make_unique<ImportDataset>(config_, peer_, channel_, offer, kafka_, metrics_);
+        dataset->Start();
+        datasets_[offer.topic()] = std::move(dataset);
       }
       // Offers are re-read to pick up new shares; sooner while a subscription is down, so the
       // link state follows the peer within seconds.
       bool all_streaming = true;
-      for (const auto& [topic, sub] : subscriptions_) all_streaming &= sub->streaming();
+      for (const auto& [topic, dataset] : datasets_) all_streaming &= dataset->streaming();
       wait = all_streaming ? absl::Seconds(15) : absl::FromChrono(config_.link.dead_peer_timeout);
     } else {
       log::Warn("link_down", {{"peer", peer_.name}, {"address", peer_.address},

@@ -3,6 +3,7 @@
 // resumes from what our Kafka holds, so a crash or a cut link loses and doubles nothing.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <set>
 #include <memory>
@@ -23,20 +24,26 @@
 
 namespace uop::broker {
 
-// Pulls one dataset of one peer. Runs its own thread from Start() to Stop(); retries with
-// jittered exponential backoff. `kafka` and `metrics` must outlive it.
+// Pulls one origin partition of one peer's dataset into the same partition of our mirror topic.
+// The partition is the unit of ownership: its transactional.id is stable per (node, mirror
+// topic, partition), so whichever node of this city takes the partition over fences the previous
+// writer. Runs its own thread from Start() to Stop(); retries with jittered exponential backoff.
+// `kafka` and `metrics` must outlive it.
 class ImportSubscription {
  public:
   ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
                      std::shared_ptr<grpc::Channel> channel,
-                     uop::federation::v1::DatasetOffer offer, KafkaEnv* kafka, Metrics* metrics);
+                     uop::federation::v1::DatasetOffer offer, int32_t partition, KafkaEnv* kafka,
+                     Metrics* metrics);
   ~ImportSubscription();
 
   void Start();
   // Returns when the thread has ended: a transaction being committed is finished first (bounded
   // by the Kafka timeouts), then the stream is cancelled.
   void Stop();
-  bool streaming() const { return stream_up_->Get() > 0; }
+  bool streaming() const { return streaming_.load(); }
+  int64_t lag_records() const { return lag_records_.load(); }
+  double lag_seconds() const { return lag_seconds_.load(); }
 
  private:
   struct Session;
@@ -53,6 +60,7 @@ class ImportSubscription {
   const PeerConfig& peer_;
   std::shared_ptr<grpc::Channel> channel_;
   const uop::federation::v1::DatasetOffer offer_;
+  const int32_t partition_;
   const std::string target_topic_;
   const std::string deadletter_topic_;
   KafkaEnv* kafka_;
@@ -66,10 +74,10 @@ class ImportSubscription {
   MetricValue* duplicates_dropped_;
   MetricValue* deadlettered_;
   MetricValue* reconnects_;
-  MetricValue* stream_up_;
-  MetricValue* lag_records_;
-  MetricValue* lag_seconds_;
   MetricValue* transactions_;
+  std::atomic<bool> streaming_{false};
+  std::atomic<int64_t> lag_records_{0};
+  std::atomic<double> lag_seconds_{0};
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -77,7 +85,48 @@ class ImportSubscription {
   std::thread thread_;
 };
 
-// Link to one peer that has an address: lists its offers and runs a subscription for each.
+// One dataset offered by a peer. The nodes of this city that share a node name join one Kafka
+// consumer group on the mirror topic; the partitions Kafka assigns to this node are the origin
+// partitions it pulls (one ImportSubscription each). Kafka does the balancing: a node that dies
+// or leaves has its partitions moved to the others. Runs its own thread from Start() to Stop().
+class ImportDataset {
+ public:
+  ImportDataset(const NodeConfig& config, const PeerConfig& peer,
+                std::shared_ptr<grpc::Channel> channel, uop::federation::v1::DatasetOffer offer,
+                KafkaEnv* kafka, Metrics* metrics);
+  ~ImportDataset();
+  void Start();
+  void Stop();
+  // True once partitions are assigned and every one of them streams.
+  bool streaming() const { return streaming_.load(); }
+
+ private:
+  void Run();
+  absl::Status RunGroup();
+  void OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
+  void OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
+  void PublishMetrics();
+
+  const NodeConfig& config_;
+  const PeerConfig& peer_;
+  std::shared_ptr<grpc::Channel> channel_;
+  const uop::federation::v1::DatasetOffer offer_;
+  const std::string target_topic_;
+  KafkaEnv* kafka_;
+  Metrics* metrics_;
+  MetricValue* assigned_;
+  MetricValue* stream_up_;
+  MetricValue* lag_records_;
+  MetricValue* lag_seconds_;
+  // Touched only by the Run thread (rebalance callbacks run inside its consumer poll).
+  std::map<int32_t, std::unique_ptr<ImportSubscription>> partitions_;
+  std::atomic<bool> streaming_{false};
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// Link to one peer that has an address: lists its offers and runs an ImportDataset for each.
 class PeerLink {
  public:
   PeerLink(const NodeConfig& config, const PeerConfig& peer,
@@ -96,7 +145,7 @@ class PeerLink {
   Metrics* metrics_;
   MetricValue* link_up_;
   MetricValue* offers_;
-  std::map<std::string, std::unique_ptr<ImportSubscription>> subscriptions_;  // by topic
+  std::map<std::string, std::unique_ptr<ImportDataset>> datasets_;  // by topic
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -137,6 +137,17 @@ def main():
             f"-C -c 2 -e -f '%k %h\\n%s\\n\\n'")
         log(f"  tail -f {work / 'tallinn.log'}\n")
 
+        def streams_up():
+            for dst, src in (("tallinn", "helsinki"), ("helsinki", "tallinn")):
+                m = metrics(info[dst]["admin"])
+                if m.get(f'uop_import_stream_up{{peer="{src}",topic="noise.observations"}}', 0) < 3:
+                    return False
+            return True
+        t0 = time.monotonic()
+        wait_for(streams_up, 60, "the links to stream all 3 partitions both ways")
+        log(f"Links up, mTLS verified both ways, 3 partition streams each way "
+            f"(Kafka group assignment took {time.monotonic() - t0:.1f} s)\n")
+
         feeds = {
             "helsinki": (args.records, args.rate),
             "tallinn": (max(1, args.records // 3), max(1, args.rate // 3)),
