@@ -16,7 +16,11 @@ build: deps
 demo: build
 	@python3 deploy/demo/demo.py --bin build/bin --workdir demo-run
 
+# Tests also need real Apache Kafka (fault rounds, label `kafka`): Java 17, Maven and the Kafka
+# jars from Maven Central are installed by the project's own scripts.
 test: build
+	@./deploy/scripts/install-deps.sh --kafka
+	@./deploy/kafka/fetch-kafka.sh >/dev/null
 	@ctest --preset default -j 1
 
 test-unit: build
