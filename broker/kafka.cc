@@ -70,8 +70,6 @@ absl::StatusOr<std::unique_ptr<KafkaEnv>> KafkaEnv::Start(const KafkaConfig& con
                                                 rd_kafka_err2str(err)));
       }
     }
-    // Real properties such as security.protocol make no sense against the mock cluster.
-    env->properties_.clear();
   } else {
     env->bootstrap_ = config.bootstrap;
   }

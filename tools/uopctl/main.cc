@@ -159,13 +159,31 @@ int Simulate(const std::string& bootstrap, const std::string& topic, const std::
 
 struct Comparison {
   int64_t source = 0, target = 0, expected = 0, lost = 0, duplicated = 0, out_of_order = 0,
-          mismatched = 0, loop_skipped = 0;
+          mismatched = 0, loop_skipped = 0, deadlettered = 0;
   std::string first_problem;
 };
 
-Comparison Compare(const std::map<int32_t, std::vector<uop::tools::ReadRecord>>& source,
-                   const std::map<int32_t, std::vector<uop::tools::ReadRecord>>& target,
-                   const std::string& origin, const std::string& origin_topic) {
+using TopicRecords = std::map<int32_t, std::vector<uop::tools::ReadRecord>>;
+
+// Origin offsets held by a dead-letter topic, per partition.
+std::map<int32_t, std::set<int64_t>> DeadLettered(const TopicRecords& deadletter) {
+  std::map<int32_t, std::set<int64_t>> out;
+  for (const auto& [p, records] : deadletter) {
+    for (const auto& r : records) {
+      const auto* off = r.Header(uop::broker::kHeaderOriginOffset);
+      int64_t offset = -1;
+      if (off != nullptr && off->has_value() && absl::SimpleAtoi(**off, &offset)) {
+        out[p].insert(offset);
+      }
+    }
+  }
+  return out;
+}
+
+Comparison Compare(const TopicRecords& source, const TopicRecords& target,
+                   const TopicRecords& deadletter, const std::string& origin,
+                   const std::string& origin_topic) {
+  const std::map<int32_t, std::set<int64_t>> dead = DeadLettered(deadletter);
   namespace b = uop::broker;
   Comparison c;
   auto note = [&c](std::string what) {
@@ -233,7 +251,13 @@ Comparison Compare(const std::map<int32_t, std::vector<uop::tools::ReadRecord>>&
       }
     }
     for (const auto& [offset, r] : expected) {
-      if (!seen.contains(offset)) {
+      const bool in_deadletter = dead.contains(p) && dead.at(p).contains(offset);
+      if (in_deadletter && seen.contains(offset)) {
+        ++c.duplicated;
+        note(absl::StrCat("origin offset ", p, "/", offset, " in both mirror and dead-letter"));
+      } else if (in_deadletter) {
+        ++c.deadlettered;  // accounted for: it is in the dead-letter topic with its reason
+      } else if (!seen.contains(offset)) {
         ++c.lost;
         note(absl::StrCat("origin offset ", p, "/", offset, " missing in the target"));
       }
@@ -256,12 +280,16 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
   while (true) {
     auto source = uop::tools::ReadWholeTopic(source_bootstrap, source_topic, *partitions);
     auto target = uop::tools::ReadWholeTopic(target_bootstrap, target_topic, *partitions);
+    // The dead-letter topic may not exist (nothing ever failed): then it holds nothing.
+    auto deadletter = uop::tools::ReadWholeTopic(target_bootstrap, target_topic + ".deadletter",
+                                                 *partitions);
     if (!source.ok() || !target.ok()) {
       std::fprintf(stderr, "uopctl compare: %s\n",
                    std::string((source.ok() ? target.status() : source.status()).message()).c_str());
       if (absl::Now() > deadline) return 2;
     } else {
-      c = Compare(*source, *target, origin, source_topic);
+      c = Compare(*source, *target, deadletter.ok() ? *deadletter : TopicRecords(), origin,
+                  source_topic);
       const bool settled = c.lost == 0 || c.duplicated > 0 || c.mismatched > 0;
       if (settled || absl::Now() > deadline) break;
     }
@@ -273,17 +301,18 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
     std::printf(
         "{\"ok\":%s,\"source\":%lld,\"expected\":%lld,\"target\":%lld,\"lost\":%lld,"
         "\"duplicated\":%lld,\"out_of_order\":%lld,\"mismatched\":%lld,\"loop_skipped\":%lld,"
+        "\"deadlettered\":%lld,"
         "\"waited_seconds\":%.2f,\"first_problem\":\"%s\"}\n",
         ok ? "true" : "false", (long long)c.source, (long long)c.expected, (long long)c.target,
         (long long)c.lost, (long long)c.duplicated, (long long)c.out_of_order,
-        (long long)c.mismatched, (long long)c.loop_skipped,
+        (long long)c.mismatched, (long long)c.loop_skipped, (long long)c.deadlettered,
         absl::ToDoubleSeconds(absl::Now() - started), uop::log::JsonEscape(c.first_problem).c_str());
   } else {
-    std::printf("%s -> %s: %lld records at the origin, %lld in the mirror: %lld lost, %lld "
-                "duplicated, %lld out of order, %lld mismatched%s%s\n",
+    std::printf("%s -> %s: %lld records at the origin, %lld in the mirror, %lld dead-lettered: "
+                "%lld lost, %lld duplicated, %lld out of order, %lld mismatched%s%s\n",
                 source_topic.c_str(), target_topic.c_str(), (long long)c.expected,
-                (long long)c.target, (long long)c.lost, (long long)c.duplicated,
-                (long long)c.out_of_order, (long long)c.mismatched,
+                (long long)c.target, (long long)c.deadlettered, (long long)c.lost,
+                (long long)c.duplicated, (long long)c.out_of_order, (long long)c.mismatched,
                 c.first_problem.empty() ? "" : "; first problem: ", c.first_problem.c_str());
   }
   return ok ? 0 : 1;
