@@ -25,8 +25,8 @@ class Parser {
     if (mark.is_null()) {
       return absl::InvalidArgumentError(absl::StrCat(path_, ": key '", key, "': ", what));
     }
-    return absl::InvalidArgumentError(absl::StrCat(path_, ":", mark.line + 1, ":", mark.column + 1,
-                                                   ": key '", key, "': ", what));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ":", mark.line + 1, ":", mark.column + 1, ": key '", key, "': ", what));
   }
 
   // Rejects keys we do not know, so a typo is an error rather than a silently ignored setting.
@@ -106,8 +106,8 @@ class Parser {
 
 absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   if (!root.IsMap()) return Error(root, "(top level)", "expected a mapping");
-  if (absl::Status s = CheckKeys(root, "", {"node", "listen", "admin", "tls", "peers", "kafka",
-                                            "policies", "link"});
+  if (absl::Status s = CheckKeys(
+          root, "", {"node", "listen", "admin", "tls", "peers", "kafka", "policies", "link"});
       !s.ok()) {
     return s;
   }
@@ -163,7 +163,8 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
       if (!IsValidNodeName(*name)) {
         return Error(p["name"], where + ".name", "must be 1-63 lowercase letters, digits or '-'");
       }
-      if (*name == config.node) return Error(p["name"], where + ".name", "a node cannot peer itself");
+      if (*name == config.node)
+        return Error(p["name"], where + ".name", "a node cannot peer itself");
       if (!names.insert(*name).second) {
         return Error(p["name"], where + ".name", absl::StrCat("duplicate peer '", *name, "'"));
       }
@@ -189,7 +190,8 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
     return Error(kafka.IsDefined() ? kafka : root, "kafka",
                  "missing or not a mapping: use 'embedded: {}' or 'bootstrap: host:port'");
   }
-  if (absl::Status s = CheckKeys(kafka, "kafka", {"embedded", "bootstrap", "properties"}); !s.ok()) {
+  if (absl::Status s = CheckKeys(kafka, "kafka", {"embedded", "bootstrap", "properties"});
+      !s.ok()) {
     return s;
   }
   const YAML::Node embedded = kafka["embedded"];
@@ -254,11 +256,11 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   const YAML::Node link = root["link"];
   if (link.IsDefined() && !link.IsNull()) {
     if (!link.IsMap()) return Error(link, "link", "expected a mapping");
-    if (absl::Status s = CheckKeys(link, "link",
-                                   {"heartbeat_interval_ms", "dead_peer_timeout_ms",
-                                    "reconnect_backoff_initial_ms", "reconnect_backoff_max_ms",
-                                    "window_batches", "window_bytes", "batch_max_records",
-                                    "batch_max_bytes"});
+    if (absl::Status s =
+            CheckKeys(link, "link",
+                      {"heartbeat_interval_ms", "dead_peer_timeout_ms",
+                       "reconnect_backoff_initial_ms", "reconnect_backoff_max_ms", "window_batches",
+                       "window_bytes", "batch_max_records", "batch_max_bytes"});
         !s.ok()) {
       return s;
     }
@@ -316,14 +318,14 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(const std::string& yaml_text, const s
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
   }
   try {
     return Parser(path).Parse(root);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ":", e.mark.line + 1, ":",
-                                                   e.mark.column + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
   }
 }
 

@@ -30,8 +30,8 @@ struct EmbeddedKafkaConfig {
 };
 
 struct KafkaConfig {
-  std::optional<EmbeddedKafkaConfig> embedded;  // set: in-process mock cluster
-  std::string bootstrap;                        // set: a real cluster
+  std::optional<EmbeddedKafkaConfig> embedded;    // set: in-process mock cluster
+  std::string bootstrap;                          // set: a real cluster
   std::map<std::string, std::string> properties;  // passed to every librdkafka client
 };
 
@@ -40,8 +40,8 @@ struct LinkTuning {
   std::chrono::milliseconds dead_peer_timeout{5000};
   std::chrono::milliseconds reconnect_backoff_initial{200};
   std::chrono::milliseconds reconnect_backoff_max{10000};
-  int window_batches = 8;             // credit per partition stream, in batches
-  int64_t window_bytes = 8 << 20;     // credit per partition stream, in bytes
+  int window_batches = 8;          // credit per partition stream, in batches
+  int64_t window_bytes = 8 << 20;  // credit per partition stream, in bytes
   int batch_max_records = 5000;
   int64_t batch_max_bytes = 1 << 20;
 };

@@ -19,8 +19,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 ExportService::ExportService(const NodeConfig& config,
-                             std::shared_ptr<const PeerAuthenticator> auth,
-                             PolicyProvider policies, KafkaEnv* kafka, Metrics* metrics)
+                             std::shared_ptr<const PeerAuthenticator> auth, PolicyProvider policies,
+                             KafkaEnv* kafka, Metrics* metrics)
     : config_(config),
       auth_(std::move(auth)),
       policies_(std::move(policies)),
@@ -61,8 +61,8 @@ grpc::Status ExportService::ListOffers(grpc::ServerContext* context,
                                        fed::ListOffersResponse* response) {
   absl::StatusOr<std::string> peer = AuthenticateCall(context, request->hello());
   if (!peer.ok()) {
-    log::Warn("offers_refused", {{"client", context->peer()},
-                                 {"reason", std::string(peer.status().message())}});
+    log::Warn("offers_refused",
+              {{"client", context->peer()}, {"reason", std::string(peer.status().message())}});
     return ToGrpcStatus(peer.status());
   }
   std::shared_ptr<const policy::PolicySnapshot> snapshot = policies_();
@@ -73,7 +73,9 @@ grpc::Status ExportService::ListOffers(grpc::ServerContext* context,
     absl::StatusOr<int> partitions = kafka_->PartitionCount(topic);
     if (!partitions.ok()) {
       log::Warn("offer_topic_unavailable",
-                {{"peer", *peer}, {"topic", topic}, {"reason", std::string(partitions.status().message())}});
+                {{"peer", *peer},
+                 {"topic", topic},
+                 {"reason", std::string(partitions.status().message())}});
       continue;
     }
     fed::DatasetOffer* offer = response->add_offers();
@@ -128,8 +130,8 @@ grpc::Status ExportService::Replicate(
   const fed::Subscribe& sub = first.subscribe();
   absl::StatusOr<std::string> peer_or = AuthenticateCall(context, sub.hello());
   if (!peer_or.ok()) {
-    log::Warn("subscribe_refused", {{"client", context->peer()},
-                                    {"reason", std::string(peer_or.status().message())}});
+    log::Warn("subscribe_refused",
+              {{"client", context->peer()}, {"reason", std::string(peer_or.status().message())}});
     return ToGrpcStatus(peer_or.status());
   }
   const std::string peer = *peer_or;
@@ -137,8 +139,10 @@ grpc::Status ExportService::Replicate(
   std::shared_ptr<const policy::PolicySnapshot> snapshot = policies_();
   const Labels labels = {{"peer", peer}, {"topic", topic}};
   if (!snapshot->Allows(topic, peer)) {
-    metrics_->Counter("uop_export_refused_total", "Subscriptions refused by policy", labels)->Add(1);
-    log::Warn("subscribe_denied", {{"peer", peer}, {"topic", topic}, {"policy", snapshot->version()}});
+    metrics_->Counter("uop_export_refused_total", "Subscriptions refused by policy", labels)
+        ->Add(1);
+    log::Warn("subscribe_denied",
+              {{"peer", peer}, {"topic", topic}, {"policy", snapshot->version()}});
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                         absl::StrCat("dataset '", topic, "' is not shared with peer '", peer, "'"));
   }
@@ -154,16 +158,17 @@ grpc::Status ExportService::Replicate(
   }
   for (const fed::PartitionStart& start : sub.partitions()) {
     if (start.partition() < 0 || start.partition() >= *partition_count) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("partition ", start.partition(), " out of range 0..",
-                                       *partition_count - 1));
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("partition ", start.partition(), " out of range 0..", *partition_count - 1));
     }
     int64_t offset = RD_KAFKA_OFFSET_BEGINNING;
     if (!start.resume_token().empty()) {
       std::optional<int64_t> decoded = DecodeOffsetToken(start.resume_token());
       if (!decoded.has_value()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("partition ", start.partition(), ": unknown resume token"));
+        return grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("partition ", start.partition(), ": unknown resume token"));
       }
       offset = *decoded;
     }
@@ -188,7 +193,8 @@ grpc::Status ExportService::Replicate(
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         absl::StrCat("kafka assign: ", rd_kafka_err2str(err)));
   }
-  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(rd_kafka_queue_get_consumer(consumer.get()));
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(
+      rd_kafka_queue_get_consumer(consumer.get()));
 
   fed::OwnerMessage subscribed;
   subscribed.mutable_subscribed()->mutable_hello()->set_node(config_.node);
@@ -198,19 +204,21 @@ grpc::Status ExportService::Replicate(
   subscribed.mutable_subscribed()->set_partitions(*partition_count);
   subscribed.mutable_subscribed()->set_policy_version(snapshot->version());
   if (!stream->Write(subscribed)) return grpc::Status(grpc::StatusCode::CANCELLED, "peer gone");
-  log::Info("export_stream_started",
-            {{"peer", peer}, {"topic", topic}, {"partitions", std::to_string(assignment->cnt)},
-             {"policy", snapshot->version()}});
+  log::Info("export_stream_started", {{"peer", peer},
+                                      {"topic", topic},
+                                      {"partitions", std::to_string(assignment->cnt)},
+                                      {"policy", snapshot->version()}});
 
   MetricValue* m_records =
       metrics_->Counter("uop_export_records_total", "Records sent to peers", labels);
-  MetricValue* m_bytes =
-      metrics_->Counter("uop_export_bytes_total", "Serialized record batch bytes sent to peers", labels);
+  MetricValue* m_bytes = metrics_->Counter("uop_export_bytes_total",
+                                           "Serialized record batch bytes sent to peers", labels);
   MetricValue* m_batches = metrics_->Counter("uop_export_batches_total", "Batches sent", labels);
   MetricValue* m_acked = metrics_->Counter(
       "uop_export_acked_records_total", "Records the peer acknowledged as durably written", labels);
-  MetricValue* m_loop = metrics_->Counter(
-      "uop_export_loop_skipped_total", "Records not exported because they came from a peer", labels);
+  MetricValue* m_loop =
+      metrics_->Counter("uop_export_loop_skipped_total",
+                        "Records not exported because they came from a peer", labels);
   MetricValue* m_streams =
       metrics_->Gauge("uop_export_streams", "Open export streams", {{"peer", peer}});
   m_streams->Add(1);
@@ -283,8 +291,8 @@ grpc::Status ExportService::Replicate(
     hb.mutable_heartbeat()->set_sent_unix_ms(absl::ToUnixMillis(absl::Now()));
     for (int i = 0; i < assignment->cnt; ++i) {
       int64_t low = 0, high = 0;
-      rd_kafka_get_watermark_offsets(consumer.get(), topic.c_str(),
-                                     assignment->elems[i].partition, &low, &high);
+      rd_kafka_get_watermark_offsets(consumer.get(), topic.c_str(), assignment->elems[i].partition,
+                                     &low, &high);
       if (high < 0) {  // not fetched yet: ask the broker
         rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(),
                                          assignment->elems[i].partition, &low, &high, 1000);
@@ -317,7 +325,8 @@ grpc::Status ExportService::Replicate(
       }
       if (state.done) break;  // the receiver closed its side
       if (absl::Now() - state.last_heard > absl::FromChrono(tuning.dead_peer_timeout)) {
-        result = grpc::Status(grpc::StatusCode::UNAVAILABLE, "no message from peer within the dead-peer timeout");
+        result = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "no message from peer within the dead-peer timeout");
         break;
       }
       acked = state.acked_through;
@@ -353,8 +362,8 @@ grpc::Status ExportService::Replicate(
       continue;
     }
     if (can_send && ready.empty()) {
-      const ssize_t n = rd_kafka_consume_batch_queue(queue.get(), 100, messages.data(),
-                                                     messages.size());
+      const ssize_t n =
+          rd_kafka_consume_batch_queue(queue.get(), 100, messages.data(), messages.size());
       std::map<int32_t, fed::OwnerMessage*> open;  // partition -> batch being filled
       std::map<int32_t, int64_t> open_bytes;
       bool fatal = false;
@@ -362,9 +371,11 @@ grpc::Status ExportService::Replicate(
         KafkaMessage m(messages[i]);  // owns every message, even those after a fatal error
         if (fatal || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
         if (m->err) {
-          log::Warn("export_kafka_error", {{"peer", peer}, {"topic", topic},
-                                           {"error", rd_kafka_message_errstr(m.get())}});
-          if (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+          log::Warn(
+              "export_kafka_error",
+              {{"peer", peer}, {"topic", topic}, {"error", rd_kafka_message_errstr(m.get())}});
+          if (m->err == RD_KAFKA_RESP_ERR__FATAL ||
+              m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
             result = grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                   absl::StrCat("kafka: ", rd_kafka_message_errstr(m.get())));
             fatal = true;
@@ -375,9 +386,8 @@ grpc::Status ExportService::Replicate(
         rd_kafka_message_headers(m.get(), &headers);
         const void* hv = nullptr;
         size_t hsize = 0;
-        if (headers != nullptr &&
-            rd_kafka_header_get_last(headers, kHeaderOrigin.data(), &hv, &hsize) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (headers != nullptr && rd_kafka_header_get_last(headers, kHeaderOrigin.data(), &hv,
+                                                           &hsize) == RD_KAFKA_RESP_ERR_NO_ERROR) {
           m_loop->Add(1);  // came from a peer: never exported again (no loops)
           continue;
         }
@@ -404,17 +414,16 @@ grpc::Status ExportService::Replicate(
         rec->set_offset(m->offset);
         rd_kafka_timestamp_type_t ts_type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         rec->set_timestamp_ms(rd_kafka_message_timestamp(m.get(), &ts_type));
-        rec->set_timestamp_type(ts_type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME
-                                    ? fed::TIMESTAMP_TYPE_LOG_APPEND_TIME
-                                    : ts_type == RD_KAFKA_TIMESTAMP_CREATE_TIME
-                                          ? fed::TIMESTAMP_TYPE_CREATE_TIME
-                                          : fed::TIMESTAMP_TYPE_UNSPECIFIED);
+        rec->set_timestamp_type(
+            ts_type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? fed::TIMESTAMP_TYPE_LOG_APPEND_TIME
+            : ts_type == RD_KAFKA_TIMESTAMP_CREATE_TIME   ? fed::TIMESTAMP_TYPE_CREATE_TIME
+                                                          : fed::TIMESTAMP_TYPE_UNSPECIFIED);
         if (m->key != nullptr) rec->set_key(static_cast<const char*>(m->key), m->key_len);
         if (m->payload != nullptr) rec->set_value(static_cast<const char*>(m->payload), m->len);
         if (headers != nullptr) {
           const char* name = nullptr;
-          for (size_t h = 0;
-               rd_kafka_header_get_all(headers, h, &name, &hv, &hsize) == RD_KAFKA_RESP_ERR_NO_ERROR;
+          for (size_t h = 0; rd_kafka_header_get_all(headers, h, &name, &hv, &hsize) ==
+                             RD_KAFKA_RESP_ERR_NO_ERROR;
                ++h) {
             fed::Header* header = rec->add_headers();
             header->set_key(name);
@@ -436,8 +445,9 @@ grpc::Status ExportService::Replicate(
   reader.join();
   rd_kafka_consumer_close(consumer.get());
   m_streams->Add(-1);
-  log::Info("export_stream_ended", {{"peer", peer}, {"topic", topic},
-                                    {"status", result.ok() ? "ok" : result.error_message()}});
+  log::Info(
+      "export_stream_ended",
+      {{"peer", peer}, {"topic", topic}, {"status", result.ok() ? "ok" : result.error_message()}});
   return result;
 }
 

@@ -5,8 +5,8 @@
 #include <random>
 
 #include "absl/strings/numbers.h"
-#include "absl/synchronization/notification.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "broker/export_service.h"
 #include "broker/log.h"
@@ -33,8 +33,7 @@ struct PartitionListDeleter {
 using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
 
 bool IsPermanentRecordError(rd_kafka_resp_err_t err) {
-  return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
-         err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+  return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
          err == RD_KAFKA_RESP_ERR_INVALID_MSG;
 }
 
@@ -96,19 +95,21 @@ ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfi
   records_written_ = metrics_->Counter("uop_import_records_total",
                                        "Records written to our Kafka from a peer", labels);
   batches_written_ = metrics_->Counter("uop_import_batches_total", "Batches written", labels);
-  duplicates_dropped_ = metrics_->Counter(
-      "uop_import_duplicates_dropped_total", "Replayed records dropped (already held)", labels);
+  duplicates_dropped_ = metrics_->Counter("uop_import_duplicates_dropped_total",
+                                          "Replayed records dropped (already held)", labels);
   deadlettered_ = metrics_->Counter("uop_import_deadletter_total",
                                     "Records written to the dead-letter topic", labels);
   reconnects_ = metrics_->Counter("uop_import_reconnects_total",
                                   "Subscription restarts after an error", labels);
-  transactions_ = metrics_->Counter("uop_import_transactions_total",
-                                    "Kafka transactions committed", labels);
+  transactions_ =
+      metrics_->Counter("uop_import_transactions_total", "Kafka transactions committed", labels);
 }
 
 ImportSubscription::~ImportSubscription() { Stop(); }
 
-void ImportSubscription::Start() { thread_ = std::thread([this] { Run(); }); }
+void ImportSubscription::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void ImportSubscription::Stop() {
   {
@@ -130,11 +131,11 @@ void ImportSubscription::Run() {
     if (progressed) backoff.Reset();
     const std::chrono::milliseconds delay = backoff.Next();
     reconnects_->Add(1);
-    log::Warn("import_subscription_retry",
-              {{"peer", peer_.name}, {"topic", offer_.topic()},
-               {"partition", std::to_string(partition_)},
-               {"reason", std::string(status.message())},
-               {"retry_in_ms", std::to_string(delay.count())}});
+    log::Warn("import_subscription_retry", {{"peer", peer_.name},
+                                            {"topic", offer_.topic()},
+                                            {"partition", std::to_string(partition_)},
+                                            {"reason", std::string(status.message())},
+                                            {"retry_in_ms", std::to_string(delay.count())}});
     auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::FromChrono(delay))) break;
   }
@@ -143,12 +144,12 @@ void ImportSubscription::Run() {
 absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recover() {
   std::map<int32_t, PartitionCheckpoint> checkpoints;
   checkpoints[partition_] = PartitionCheckpoint();
-  auto consumer_or = kafka_->NewClient(
-      RD_KAFKA_CONSUMER, {{"group.id", absl::StrCat("uop-recover.", config_.node)},
-                          {"enable.auto.commit", "false"},
-                          {"enable.auto.offset.store", "false"},
-                          {"isolation.level", "read_committed"},
-                          {"enable.partition.eof", "true"}});
+  auto consumer_or = kafka_->NewClient(RD_KAFKA_CONSUMER,
+                                       {{"group.id", absl::StrCat("uop-recover.", config_.node)},
+                                        {"enable.auto.commit", "false"},
+                                        {"enable.auto.offset.store", "false"},
+                                        {"isolation.level", "read_committed"},
+                                        {"enable.partition.eof", "true"}});
   if (!consumer_or.ok()) return consumer_or.status();
   KafkaHandle consumer = *std::move(consumer_or);
   // The last records of each partition of the mirror topic and its dead-letter topic tell
@@ -160,8 +161,8 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
       rd_kafka_resp_err_t err =
           rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, 10000);
       if (err) {
-        return absl::UnavailableError(absl::StrCat("recover: watermarks of ", topic, "[", p,
-                                                   "]: ", rd_kafka_err2str(err)));
+        return absl::UnavailableError(
+            absl::StrCat("recover: watermarks of ", topic, "[", p, "]: ", rd_kafka_err2str(err)));
       }
       if (high > low) ranges[p] = {low, high};
     }
@@ -182,8 +183,8 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
       const absl::Time deadline = absl::Now() + absl::Seconds(60);
       while (!open.empty()) {
         if (absl::Now() > deadline) {
-          return absl::DeadlineExceededError(absl::StrCat("recover: reading the tail of ", topic,
-                                                          " took more than 60 s"));
+          return absl::DeadlineExceededError(
+              absl::StrCat("recover: reading the tail of ", topic, " took more than 60 s"));
         }
         KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 200));
         if (!m) continue;
@@ -220,8 +221,8 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
 }
 
 absl::Status ImportSubscription::RunOnce(bool* progressed) {
-  // 1. (Our topics exist: ImportDataset made them.) 2. Fence any earlier writer of this dataset: a restarted or zombie instance's open
-  // transaction is aborted by init_transactions.
+  // 1. (Our topics exist: ImportDataset made them.) 2. Fence any earlier writer of this dataset: a
+  // restarted or zombie instance's open transaction is aborted by init_transactions.
   Session session;
   auto producer_or = kafka_->NewClient(
       RD_KAFKA_PRODUCER,
@@ -239,9 +240,8 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
                                              void* opaque) {
           if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
           auto* s = static_cast<Session*>(opaque);
-          s->failures.emplace_back(m->partition,
-                                   static_cast<int64_t>(reinterpret_cast<intptr_t>(m->_private)),
-                                   m->err);
+          s->failures.emplace_back(
+              m->partition, static_cast<int64_t>(reinterpret_cast<intptr_t>(m->_private)), m->err);
         });
       });
   if (!producer_or.ok()) return producer_or.status();
@@ -297,10 +297,11 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
         absl::StrCat("owner answered subscribe with an unexpected message or partition count"));
   }
   streaming_.store(true);
-  log::Info("import_stream_started",
-            {{"peer", peer_.name}, {"topic", offer_.topic()}, {"target", target_topic_},
-             {"partition", std::to_string(partition_)},
-             {"policy", first.subscribed().policy_version()}});
+  log::Info("import_stream_started", {{"peer", peer_.name},
+                                      {"topic", offer_.topic()},
+                                      {"target", target_topic_},
+                                      {"partition", std::to_string(partition_)},
+                                      {"policy", first.subscribed().policy_version()}});
 
   // 5. Reader thread: owner messages into a queue bounded by the credit we granted.
   std::thread reader([&] {
@@ -375,8 +376,8 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
         break;
       }
       if (absl::Now() - session.last_heard > dead_peer_timeout) {
-        result = absl::UnavailableError(absl::StrCat("no message from ", peer_.name,
-                                                     " within the dead-peer timeout"));
+        result = absl::UnavailableError(
+            absl::StrCat("no message from ", peer_.name, " within the dead-peer timeout"));
         break;
       }
       while (!session.queue.empty()) {
@@ -455,16 +456,18 @@ absl::Status ImportSubscription::WriteBatches(Session& session,
     add(kHeaderPolicyVersion, policy_version);
     add(kHeaderResume, rec.resume_token());
     if (reason != nullptr) add(kHeaderDeadLetterReason, *reason);
-    const bool drop_value = reason != nullptr && reason->find("value not stored") != std::string::npos;
+    const bool drop_value =
+        reason != nullptr && reason->find("value not stored") != std::string::npos;
     while (true) {
       rd_kafka_resp_err_t err = rd_kafka_producev(
           producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
           RD_KAFKA_V_KEY(rec.has_key() ? rec.key().data() : nullptr,
                          rec.has_key() ? rec.key().size() : 0),
-          RD_KAFKA_V_VALUE(rec.has_value() && !drop_value ? const_cast<char*>(rec.value().data()) : nullptr,
-                           rec.has_value() && !drop_value ? rec.value().size() : 0),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_TIMESTAMP(rec.timestamp_ms()), RD_KAFKA_V_HEADERS(headers),
+          RD_KAFKA_V_VALUE(
+              rec.has_value() && !drop_value ? const_cast<char*>(rec.value().data()) : nullptr,
+              rec.has_value() && !drop_value ? rec.value().size() : 0),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(rec.timestamp_ms()),
+          RD_KAFKA_V_HEADERS(headers),
           RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<intptr_t>(rec.offset()))),
           RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -516,7 +519,8 @@ absl::Status ImportSubscription::WriteBatches(Session& session,
               absl::StrCat("produce to dead-letter topic: ", rd_kafka_err2str(err)));
         }
         ++deadletters;
-        log::Warn("import_deadletter", {{"peer", peer_.name}, {"topic", origin_topic},
+        log::Warn("import_deadletter", {{"peer", peer_.name},
+                                        {"topic", origin_topic},
                                         {"partition", std::to_string(p)},
                                         {"offset", std::to_string(rec.offset())},
                                         {"reason", reason}});
@@ -529,15 +533,16 @@ absl::Status ImportSubscription::WriteBatches(Session& session,
     KafkaError err(rd_kafka_commit_transaction(producer, 30000));
     if (!err) break;
     if (rd_kafka_error_is_retriable(err.get()) && attempt < 4) {
-      log::Warn("import_commit_retry", {{"topic", target_topic_},
-                                        {"error", rd_kafka_error_string(err.get())}});
+      log::Warn("import_commit_retry",
+                {{"topic", target_topic_}, {"error", rd_kafka_error_string(err.get())}});
       continue;
     }
     // A record the broker refused for good is dead-lettered on the next attempt.
     for (const auto& [p, offset, code] : session.failures) {
       if (IsPermanentRecordError(code)) {
         dead_records_.insert({p, offset});
-        dead_reasons_[{p, offset}] = absl::StrCat("kafka refused the record: ", rd_kafka_err2str(code));
+        dead_reasons_[{p, offset}] =
+            absl::StrCat("kafka refused the record: ", rd_kafka_err2str(code));
       }
     }
     if (rd_kafka_error_txn_requires_abort(err.get())) {
@@ -568,8 +573,8 @@ void ImportSubscription::UpdateLag(const Session& session) {
   if (behind == 0 || session.last_origin_timestamp_ms == 0) {
     lag_seconds_.store(0);
   } else {
-    lag_seconds_.store(
-        std::max<double>(0, (absl::ToUnixMillis(absl::Now()) - session.last_origin_timestamp_ms) / 1000.0));
+    lag_seconds_.store(std::max<double>(
+        0, (absl::ToUnixMillis(absl::Now()) - session.last_origin_timestamp_ms) / 1000.0));
   }
 }
 
@@ -588,8 +593,8 @@ ImportDataset::ImportDataset(const NodeConfig& config, const PeerConfig& peer,
                               "Origin partitions this node pulls (Kafka group assignment)", labels);
   stream_up_ = metrics_->Gauge("uop_import_stream_up",
                                "Partition streams currently flowing from the peer", labels);
-  lag_records_ = metrics_->Gauge(
-      "uop_import_lag_records", "Records the owner holds that we have not written yet", labels);
+  lag_records_ = metrics_->Gauge("uop_import_lag_records",
+                                 "Records the owner holds that we have not written yet", labels);
   lag_seconds_ = metrics_->Gauge(
       "uop_import_lag_seconds",
       "Age of the newest written record of the most lagging partition; 0 when caught up", labels);
@@ -597,7 +602,9 @@ ImportDataset::ImportDataset(const NodeConfig& config, const PeerConfig& peer,
 
 ImportDataset::~ImportDataset() { Stop(); }
 
-void ImportDataset::Start() { thread_ = std::thread([this] { Run(); }); }
+void ImportDataset::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void ImportDataset::Stop() {
   {
@@ -614,7 +621,8 @@ void ImportDataset::Run() {
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
     const std::chrono::milliseconds delay = backoff.Next();
-    log::Warn("import_dataset_retry", {{"peer", peer_.name}, {"topic", offer_.topic()},
+    log::Warn("import_dataset_retry", {{"peer", peer_.name},
+                                       {"topic", offer_.topic()},
                                        {"reason", std::string(status.message())},
                                        {"retry_in_ms", std::to_string(delay.count())}});
     auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
@@ -625,8 +633,8 @@ void ImportDataset::Run() {
 absl::Status ImportDataset::RunGroup() {
   // Our topics, with the origin's partitioning (origin partition p is mirror partition p).
   if (absl::Status s = kafka_->EnsureTopic(target_topic_, offer_.partitions()); !s.ok()) return s;
-  if (absl::Status s = kafka_->EnsureTopic(DeadLetterTopicName(peer_.name, offer_.topic()),
-                                           offer_.partitions());
+  if (absl::Status s =
+          kafka_->EnsureTopic(DeadLetterTopicName(peer_.name, offer_.topic()), offer_.partitions());
       !s.ok()) {
     return s;
   }
@@ -669,8 +677,8 @@ absl::Status ImportDataset::RunGroup() {
     // Serves group heartbeats and rebalance callbacks; records never come (paused).
     KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 200));
     if (m && m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      log::Warn("import_group_error", {{"topic", target_topic_},
-                                       {"error", rd_kafka_message_errstr(m.get())}});
+      log::Warn("import_group_error",
+                {{"topic", target_topic_}, {"error", rd_kafka_message_errstr(m.get())}});
       if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
         result = absl::UnavailableError(rd_kafka_message_errstr(m.get()));
         break;
@@ -700,8 +708,8 @@ void ImportDataset::OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_li
     const int32_t p = partitions->elems[i].partition;
     absl::StrAppend(&list, list.empty() ? "" : ",", p);
     if (partitions_.contains(p)) continue;
-    auto sub = std::make_unique<ImportSubscription>(config_, peer_, channel_, offer_, p, kafka_,
-                                                    metrics_);
+    auto sub =
+        std::make_unique<ImportSubscription>(config_, peer_, channel_, offer_, p, kafka_, metrics_);
     sub->Start();
     partitions_[p] = std::move(sub);
   }
@@ -746,8 +754,7 @@ void ImportDataset::PublishMetrics() {
 }
 
 PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
-                   std::shared_ptr<const PeerAuthenticator> auth, KafkaEnv* kafka,
-                   Metrics* metrics)
+                   std::shared_ptr<const PeerAuthenticator> auth, KafkaEnv* kafka, Metrics* metrics)
     : config_(config), peer_(peer), kafka_(kafka), metrics_(metrics) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
@@ -758,16 +765,19 @@ PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
               static_cast<int>(config.link.reconnect_backoff_max.count()));
   args.SetMaxReceiveMessageSize(256 << 20);
   args.SetMaxSendMessageSize(256 << 20);
-  channel_ = grpc::CreateCustomChannel(peer.address, MakeChannelCredentials(std::move(auth), peer),
-                                       args);
-  link_up_ = metrics_->Gauge("uop_link_up", "1 while the peer answers our calls",
-                             {{"peer", peer.name}});
-  offers_ = metrics_->Gauge("uop_link_offers", "Datasets the peer offers us", {{"peer", peer.name}});
+  channel_ =
+      grpc::CreateCustomChannel(peer.address, MakeChannelCredentials(std::move(auth), peer), args);
+  link_up_ =
+      metrics_->Gauge("uop_link_up", "1 while the peer answers our calls", {{"peer", peer.name}});
+  offers_ =
+      metrics_->Gauge("uop_link_offers", "Datasets the peer offers us", {{"peer", peer.name}});
 }
 
 PeerLink::~PeerLink() { Stop(); }
 
-void PeerLink::Start() { thread_ = std::thread([this] { Run(); }); }
+void PeerLink::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void PeerLink::Stop() {
   {
@@ -796,7 +806,8 @@ void PeerLink::Run() {
     }
     if (status.ok()) {
       if (link_up_->Get() == 0) {
-        log::Info("link_up", {{"peer", peer_.name}, {"address", peer_.address},
+        log::Info("link_up", {{"peer", peer_.name},
+                              {"address", peer_.address},
                               {"offers", std::to_string(response.offers_size())}});
       }
       link_up_->Set(1);
@@ -815,7 +826,8 @@ void PeerLink::Run() {
       for (const auto& [topic, dataset] : datasets_) all_streaming &= dataset->streaming();
       wait = all_streaming ? absl::Seconds(15) : absl::FromChrono(config_.link.dead_peer_timeout);
     } else {
-      log::Warn("link_down", {{"peer", peer_.name}, {"address", peer_.address},
+      log::Warn("link_down", {{"peer", peer_.name},
+                              {"address", peer_.address},
                               {"reason", status.error_message()},
                               {"code", std::to_string(status.error_code())}});
       link_up_->Set(0);

@@ -64,10 +64,11 @@ absl::StatusOr<std::unique_ptr<KafkaEnv>> KafkaEnv::Start(const KafkaConfig& con
     (*mock)->cluster = nullptr;
     env->bootstrap_ = (*mock)->bootstrap;
     for (const auto& [topic, partitions] : config.embedded->topics) {
-      rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(env->mock_, topic.c_str(), partitions, 1);
+      rd_kafka_resp_err_t err =
+          rd_kafka_mock_topic_create(env->mock_, topic.c_str(), partitions, 1);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        return absl::InternalError(absl::StrCat("embedded kafka: create topic ", topic, ": ",
-                                                rd_kafka_err2str(err)));
+        return absl::InternalError(
+            absl::StrCat("embedded kafka: create topic ", topic, ": ", rd_kafka_err2str(err)));
       }
     }
   } else {
@@ -89,15 +90,15 @@ absl::StatusOr<KafkaHandle> KafkaEnv::NewClient(
   auto conf = MakeKafkaConf(props);
   if (!conf.ok()) return conf.status();
   // librdkafka's own messages become JSON log lines like ours.
-  rd_kafka_conf_set_log_cb(*conf, [](const rd_kafka_t* rk, int level, const char* fac,
-                                     const char* buf) {
-    const log::Level our = level <= 3 ? log::Level::kError
-                           : level == 4 ? log::Level::kWarn
-                           : level <= 6 ? log::Level::kInfo
-                                        : log::Level::kDebug;
-    log::Write(our, "librdkafka", {{"client", rd_kafka_name(rk)}, {"facility", fac},
-                                   {"message", buf}});
-  });
+  rd_kafka_conf_set_log_cb(
+      *conf, [](const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+        const log::Level our = level <= 3   ? log::Level::kError
+                               : level == 4 ? log::Level::kWarn
+                               : level <= 6 ? log::Level::kInfo
+                                            : log::Level::kDebug;
+        log::Write(our, "librdkafka",
+                   {{"client", rd_kafka_name(rk)}, {"facility", fac}, {"message", buf}});
+      });
   if (customize) customize(*conf);
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(type, *conf, err, sizeof err);
@@ -114,8 +115,8 @@ absl::StatusOr<int> KafkaEnv::PartitionCount(const std::string& topic) const {
   rd_kafka_resp_err_t err = rd_kafka_metadata(admin_.get(), 0, rkt, &md, 10000);
   rd_kafka_topic_destroy(rkt);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::UnavailableError(
-        absl::StrCat("kafka metadata for ", topic, " at ", bootstrap_, ": ", rd_kafka_err2str(err)));
+    return absl::UnavailableError(absl::StrCat("kafka metadata for ", topic, " at ", bootstrap_,
+                                               ": ", rd_kafka_err2str(err)));
   }
   absl::StatusOr<int> result = absl::NotFoundError(absl::StrCat("topic ", topic, " not found"));
   if (md->topic_cnt == 1) {
@@ -144,8 +145,7 @@ absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
     }
   } else {
     char err[512];
-    rd_kafka_NewTopic_t* nt =
-        rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);
+    rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);
     if (nt == nullptr) return absl::InvalidArgumentError(absl::StrCat("topic ", topic, ": ", err));
     rd_kafka_AdminOptions_t* options =
         rd_kafka_AdminOptions_new(admin_.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -164,8 +164,10 @@ absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
       rd_kafka_resp_err_t code =
           n == 1 ? rd_kafka_topic_result_error(results[0]) : rd_kafka_event_error(ev);
       if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        log::Info("kafka_topic_created", {{"topic", topic}, {"partitions", std::to_string(partitions)}});
-      } else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && code != RD_KAFKA_RESP_ERR__TIMED_OUT) {
+        log::Info("kafka_topic_created",
+                  {{"topic", topic}, {"partitions", std::to_string(partitions)}});
+      } else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS &&
+                 code != RD_KAFKA_RESP_ERR__TIMED_OUT) {
         std::string msg = n == 1 && rd_kafka_topic_result_error_string(results[0]) != nullptr
                               ? rd_kafka_topic_result_error_string(results[0])
                               : rd_kafka_err2str(code);
@@ -173,8 +175,8 @@ absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
         rd_kafka_queue_destroy(queue);
         rd_kafka_AdminOptions_destroy(options);
         rd_kafka_NewTopic_destroy(nt);
-        return absl::UnavailableError(absl::StrCat("create topic ", topic, " with ", partitions,
-                                                   " partitions: ", msg));
+        return absl::UnavailableError(
+            absl::StrCat("create topic ", topic, " with ", partitions, " partitions: ", msg));
       }
       rd_kafka_event_destroy(ev);
     }
@@ -185,15 +187,14 @@ absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
   // Metadata lags topic creation a little on real brokers: wait for it, with a deadline.
   absl::StatusOr<int> count = PartitionCount(topic);
   for (const absl::Time deadline = absl::Now() + absl::Seconds(10);
-       absl::IsNotFound(count.status()) && absl::Now() < deadline;
-       count = PartitionCount(topic)) {
+       absl::IsNotFound(count.status()) && absl::Now() < deadline; count = PartitionCount(topic)) {
     absl::SleepFor(absl::Milliseconds(100));  // poll interval while the broker propagates
   }
   if (!count.ok()) return count.status();
   if (*count != partitions) {
     return absl::FailedPreconditionError(
-        absl::StrCat("topic ", topic, " has ", *count, " partitions but its origin has ", partitions,
-                     "; recreate it with ", partitions, " partitions"));
+        absl::StrCat("topic ", topic, " has ", *count, " partitions but its origin has ",
+                     partitions, "; recreate it with ", partitions, " partitions"));
   }
   absl::MutexLock lock(&mu_);
   ensured_.insert(topic);

@@ -18,8 +18,8 @@ MetricValue* Metrics::Gauge(const std::string& name, const std::string& help,
   return Get(name, "gauge", help, labels);
 }
 
-MetricValue* Metrics::Get(const std::string& name, const std::string& type,
-                          const std::string& help, const Labels& labels) {
+MetricValue* Metrics::Get(const std::string& name, const std::string& type, const std::string& help,
+                          const Labels& labels) {
   std::string rendered;
   for (const auto& [k, v] : labels) {
     absl::StrAppend(&rendered, rendered.empty() ? "" : ",", k, "=\"",
@@ -45,8 +45,8 @@ std::string Metrics::Render() const {
       std::string number = (std::floor(v) == v && std::fabs(v) < 1e15)
                                ? absl::StrCat(static_cast<int64_t>(v))
                                : absl::StrCat(v);
-      absl::StrAppend(&out, name, labels.empty() ? "" : "{", labels, labels.empty() ? "" : "}",
-                      " ", number, "\n");
+      absl::StrAppend(&out, name, labels.empty() ? "" : "{", labels, labels.empty() ? "" : "}", " ",
+                      number, "\n");
     }
   }
   return out;

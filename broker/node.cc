@@ -47,8 +47,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
   if (!node->server_ || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.listen, " (listen)"));
   }
-  node->federation_address_ =
-      absl::StrCat(cfg.listen.substr(0, cfg.listen.rfind(':')), ":", port);
+  node->federation_address_ = absl::StrCat(cfg.listen.substr(0, cfg.listen.rfind(':')), ":", port);
   node->server_->GetHealthCheckService()->SetServingStatus(true);
   node->server_->GetHealthCheckService()->SetServingStatus("uop.federation.v1.Federation", true);
 
@@ -59,13 +58,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
     node->links_.push_back(std::move(link));
   }
 
-  node->admin_ = std::make_unique<AdminServer>(&node->metrics_,
-                                               [raw] { return raw->ready_.load(); });
+  node->admin_ =
+      std::make_unique<AdminServer>(&node->metrics_, [raw] { return raw->ready_.load(); });
   auto admin = node->admin_->Start(cfg.admin);
   if (!admin.ok()) return admin.status();
   node->admin_address_ = *admin;
-  node->metrics_.Gauge("uop_build_info", "Build and node information",
-                       {{"node", cfg.node}, {"version", std::string(kSoftware)}})->Set(1);
+  node->metrics_
+      .Gauge("uop_build_info", "Build and node information",
+             {{"node", cfg.node}, {"version", std::string(kSoftware)}})
+      ->Set(1);
   node->ready_.store(true);
   log::Info("node_started", {{"node", cfg.node},
                              {"federation", node->federation_address_},

@@ -43,13 +43,14 @@ std::vector<X509Ptr> ParseChain(absl::string_view pem) {
 
 std::vector<std::string> Names(X509* cert) {
   std::vector<std::string> names;
-  auto* sans = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (sans == nullptr) return names;
   for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans, i);
     if (name->type == GEN_DNS || name->type == GEN_URI) {
-      const ASN1_IA5STRING* s = name->type == GEN_DNS ? name->d.dNSName : name->d.uniformResourceIdentifier;
+      const ASN1_IA5STRING* s =
+          name->type == GEN_DNS ? name->d.dNSName : name->d.uniformResourceIdentifier;
       names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                          ASN1_STRING_length(s));
     }
@@ -142,9 +143,9 @@ absl::StatusOr<std::string> PeerAuthenticator::Authenticate(
   X509_STORE_CTX_free(ctx);
   sk_X509_free(untrusted);
   if (ok != 1) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("certificate for '", match->identity, "' does not verify against the CA of peer '",
-                     match->name, "': ", X509_verify_cert_error_string(err)));
+    return absl::UnauthenticatedError(absl::StrCat(
+        "certificate for '", match->identity, "' does not verify against the CA of peer '",
+        match->name, "': ", X509_verify_cert_error_string(err)));
   }
   return match->name;
 }
@@ -161,17 +162,17 @@ class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifie
 
   bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
               std::function<void(grpc::Status)> /*callback*/, grpc::Status* sync_status) override {
-    std::string chain(request->peer_cert_full_chain().data(), request->peer_cert_full_chain().size());
+    std::string chain(request->peer_cert_full_chain().data(),
+                      request->peer_cert_full_chain().size());
     if (chain.empty()) chain.assign(request->peer_cert().data(), request->peer_cert().size());
-    absl::StatusOr<std::string> peer =
-        auth_->Authenticate(chain, peer_.has_value() ? std::optional<absl::string_view>(*peer_)
-                                                     : std::nullopt);
+    absl::StatusOr<std::string> peer = auth_->Authenticate(
+        chain, peer_.has_value() ? std::optional<absl::string_view>(*peer_) : std::nullopt);
     if (!peer.ok()) {
       log::Warn("tls_peer_refused", {{"side", side_},
                                      {"expected_peer", peer_.value_or("any")},
                                      {"reason", std::string(peer.status().message())}});
-      *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                                  std::string(peer.status().message()));
+      *sync_status =
+          grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(peer.status().message()));
     } else {
       *sync_status = grpc::Status::OK;
     }

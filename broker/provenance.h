@@ -9,7 +9,7 @@
 namespace uop::broker {
 
 // Header names every mirrored record carries in the receiver's Kafka.
-inline constexpr absl::string_view kHeaderOrigin = "uop.origin";              // owner node
+inline constexpr absl::string_view kHeaderOrigin = "uop.origin";  // owner node
 inline constexpr absl::string_view kHeaderOriginTopic = "uop.origin.topic";
 inline constexpr absl::string_view kHeaderOriginPartition = "uop.origin.partition";  // decimal
 inline constexpr absl::string_view kHeaderOriginOffset = "uop.origin.offset";        // decimal

@@ -7,9 +7,9 @@
 #define UOP_CONCAT_INNER_(a, b) a##b
 #define UOP_CONCAT_(a, b) UOP_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                 \
-  do {                                        \
-    ::absl::Status uop_status_ = (expr);      \
+#define RETURN_IF_ERROR(expr)                  \
+  do {                                         \
+    ::absl::Status uop_status_ = (expr);       \
     if (!uop_status_.ok()) return uop_status_; \
   } while (0)
 

@@ -14,7 +14,8 @@
 namespace {
 
 // Written atomically once the node serves, so scripts and tests wait on a file, not a sleep.
-bool WriteReadyFile(const std::string& path, const uop::broker::Node& node, const std::string& name) {
+bool WriteReadyFile(const std::string& path, const uop::broker::Node& node,
+                    const std::string& name) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);

@@ -36,8 +36,8 @@ std::string Sha256Hex(absl::string_view data) {
 bool IsValidTopicName(absl::string_view topic) {
   if (topic.empty() || topic.size() > 249 || topic == "." || topic == "..") return false;
   for (char c : topic) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '_' || c == '-')) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-')) {
       return false;
     }
   }
@@ -127,7 +127,8 @@ absl::StatusOr<std::shared_ptr<const PolicySnapshot>> PolicySnapshot::LoadDirect
     const std::string ext = entry.path().extension().string();
     if (!entry.is_regular_file() || (ext != ".yaml" && ext != ".yml")) continue;
     std::ifstream in(entry.path());
-    if (!in) return absl::PermissionDeniedError(absl::StrCat(entry.path().string(), ": cannot read"));
+    if (!in)
+      return absl::PermissionDeniedError(absl::StrCat(entry.path().string(), ": cannot read"));
     std::stringstream buffer;
     buffer << in.rdbuf();
     files[entry.path().string()] = buffer.str();

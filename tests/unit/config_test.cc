@@ -92,7 +92,8 @@ TEST_F(ConfigTest, MissingCaFileIsReportedWithThePeerIndex) {
   yaml.replace(yaml.find("pki/tallinn-ca.pem"), 18, "pki/missing.pem");
   auto config = Parse(yaml);
   ASSERT_FALSE(config.ok());
-  EXPECT_THAT(config.status().message(), HasSubstr("node.yaml:8:9: key 'peers[0].ca': file not found"));
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("node.yaml:8:9: key 'peers[0].ca': file not found"));
 }
 
 TEST_F(ConfigTest, MissingRequiredKey) {
@@ -122,8 +123,7 @@ TEST_F(ConfigTest, NodeNameMustBeUsableAsTopicPrefix) {
 
 TEST_F(ConfigTest, DuplicatePeerIsRefused) {
   std::string yaml = kValid;
-  const std::string peer =
-      "  - name: tallinn\n    ca: pki/tallinn-ca.pem\n    identity: other\n";
+  const std::string peer = "  - name: tallinn\n    ca: pki/tallinn-ca.pem\n    identity: other\n";
   yaml.insert(yaml.find("kafka:"), peer);
   auto config = Parse(yaml);
   ASSERT_FALSE(config.ok());

@@ -17,7 +17,8 @@ TEST(MetricsTest, RendersFamiliesWithLabelsAndEscapes) {
   const std::string text = m.Render();
   EXPECT_THAT(text, HasSubstr("# HELP uop_x_total Things\n# TYPE uop_x_total counter\n"
                               "uop_x_total{peer=\"tallinn\"} 5\n"));
-  EXPECT_THAT(text, HasSubstr("# TYPE uop_lag_seconds gauge\nuop_lag_seconds{peer=\"a\\\"b\"} 1.5\n"));
+  EXPECT_THAT(text,
+              HasSubstr("# TYPE uop_lag_seconds gauge\nuop_lag_seconds{peer=\"a\\\"b\"} 1.5\n"));
 }
 
 }  // namespace

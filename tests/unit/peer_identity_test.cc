@@ -19,8 +19,8 @@ class PeerIdentityTest : public ::testing::Test {
   static void SetUpTestSuite() {
     pki_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
                                      ("uop-pki-test-" + std::to_string(::getpid())));
-    const std::string cmd = std::string(UOP_SOURCE_DIR) + "/deploy/pki/make-pki.sh " +
-                            pki_->string() + " >/dev/null";
+    const std::string cmd =
+        std::string(UOP_SOURCE_DIR) + "/deploy/pki/make-pki.sh " + pki_->string() + " >/dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
   static void TearDownTestSuite() {
@@ -64,7 +64,8 @@ TEST_F(PeerIdentityTest, CertificateOfAnotherCaIsRefused) {
   auto peer = (*auth)->Authenticate(Pem("bad/other-ca-tallinn.pem"), std::nullopt);
   ASSERT_FALSE(peer.ok());
   EXPECT_EQ(peer.status().code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_THAT(peer.status().message(), HasSubstr("does not verify against the CA of peer 'tallinn'"));
+  EXPECT_THAT(peer.status().message(),
+              HasSubstr("does not verify against the CA of peer 'tallinn'"));
   EXPECT_THAT(peer.status().message(), HasSubstr("unable to get local issuer certificate"));
 }
 
@@ -96,7 +97,8 @@ TEST_F(PeerIdentityTest, OwnCityCertificateIsNotAPeer) {
 
 TEST_F(PeerIdentityTest, ExpectedPeerMustMatch) {
   NodeConfig config = HelsinkiConfig();
-  config.peers.push_back({"riga", "", (*pki_ / "helsinki/ca.pem").string(), "uopd.helsinki.example"});
+  config.peers.push_back(
+      {"riga", "", (*pki_ / "helsinki/ca.pem").string(), "uopd.helsinki.example"});
   auto auth = PeerAuthenticator::Create(config);
   ASSERT_TRUE(auth.ok());
   // A valid tallinn certificate presented where riga was dialled is refused.

@@ -28,8 +28,10 @@ TEST(PolicySnapshotTest, AllowsOnlyWhatIsShared) {
 }
 
 TEST(PolicySnapshotTest, VersionIsAContentHash) {
-  auto a = PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshare: [{peer: tallinn}]\n"}}, kPeers);
-  auto b = PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshare: [{peer: tallinn}]\n"}}, kPeers);
+  auto a =
+      PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshare: [{peer: tallinn}]\n"}}, kPeers);
+  auto b =
+      PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshare: [{peer: tallinn}]\n"}}, kPeers);
   auto c = PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshare: [{peer: riga}]\n"}}, kPeers);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_EQ((*a)->version(), (*b)->version());
@@ -57,10 +59,11 @@ TEST(PolicySnapshotTest, UnknownKeyAndBadTopic) {
 }
 
 TEST(PolicySnapshotTest, DatasetDefinedTwice) {
-  auto s = PolicySnapshot::FromFiles({{"a.yaml", "dataset: n\n"}, {"b.yaml", "dataset: n\n"}},
-                                     kPeers);
+  auto s =
+      PolicySnapshot::FromFiles({{"a.yaml", "dataset: n\n"}, {"b.yaml", "dataset: n\n"}}, kPeers);
   ASSERT_FALSE(s.ok());
-  EXPECT_THAT(s.status().message(), HasSubstr("b.yaml:1:10: key 'dataset': 'n' is already defined in a.yaml"));
+  EXPECT_THAT(s.status().message(),
+              HasSubstr("b.yaml:1:10: key 'dataset': 'n' is already defined in a.yaml"));
 }
 
 TEST(PolicySnapshotTest, EmptyDirectoryDeniesEverything) {

@@ -74,11 +74,11 @@ absl::StatusOr<std::map<int32_t, std::vector<ReadRecord>>> ReadWholeTopic(
       const char* name = nullptr;
       const void* value = nullptr;
       size_t size = 0;
-      for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) ==
-                         RD_KAFKA_RESP_ERR_NO_ERROR;
+      for (size_t i = 0;
+           rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
            ++i) {
-        r.headers.emplace_back(name, value ? std::optional<std::string>(std::string(
-                                                 static_cast<const char*>(value), size))
+        r.headers.emplace_back(name, value ? std::optional<std::string>(
+                                                 std::string(static_cast<const char*>(value), size))
                                            : std::nullopt);
       }
     }

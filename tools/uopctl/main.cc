@@ -28,7 +28,8 @@ namespace {
 
 using uop::broker::KafkaHandle;
 
-int DevKafka(int brokers, const std::vector<std::string>& topics, const std::string& bootstrap_file) {
+int DevKafka(int brokers, const std::vector<std::string>& topics,
+             const std::string& bootstrap_file) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -44,7 +45,8 @@ int DevKafka(int brokers, const std::vector<std::string>& topics, const std::str
     int partitions = 1;
     if (parts.size() == 2 && !absl::SimpleAtoi(parts[1], &partitions)) partitions = 0;
     if (parts[0].empty() || partitions < 1) {
-      std::fprintf(stderr, "uopctl dev-kafka: --topic %s: expected name:partitions\n", spec.c_str());
+      std::fprintf(stderr, "uopctl dev-kafka: --topic %s: expected name:partitions\n",
+                   spec.c_str());
       return 2;
     }
     if (absl::Status s = uop::broker::CreateMockTopic(**mock, parts[0], partitions); !s.ok()) {
@@ -80,11 +82,10 @@ const std::vector<Site>& SitesFor(const std::string& city) {
       {"hel-kallio", "Kallio", 24.9497, 60.1841, 62},
       {"hel-lansisatama", "Länsisatama", 24.9156, 60.1553, 66},
       {"hel-pasila", "Pasila", 24.9336, 60.1986, 63}};
-  static const std::vector<Site> tallinn = {
-      {"tll-vanalinn", "Vanalinn", 24.7453, 59.4370, 61},
-      {"tll-viru", "Viru väljak", 24.7545, 59.4369, 70},
-      {"tll-sadam", "Vanasadam", 24.7650, 59.4440, 67},
-      {"tll-kristiine", "Kristiine", 24.7170, 59.4260, 65}};
+  static const std::vector<Site> tallinn = {{"tll-vanalinn", "Vanalinn", 24.7453, 59.4370, 61},
+                                            {"tll-viru", "Viru väljak", 24.7545, 59.4369, 70},
+                                            {"tll-sadam", "Vanasadam", 24.7650, 59.4440, 67},
+                                            {"tll-kristiine", "Kristiine", 24.7170, 59.4260, 65}};
   return city == "tallinn" ? tallinn : helsinki;
 }
 
@@ -129,8 +130,7 @@ int Simulate(const std::string& bootstrap, const std::string& topic, const std::
     const std::string seq_header = std::to_string(seq);
     while (true) {
       rd_kafka_resp_err_t e = rd_kafka_producev(
-          producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-          RD_KAFKA_V_KEY(key.data(), key.size()),
+          producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
           RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
           RD_KAFKA_V_HEADER("content-type", "application/json", -1),
@@ -234,12 +234,11 @@ Comparison Compare(const TopicRecords& source, const TopicRecords& target,
           const auto* h = t.Header(name);
           return h != nullptr && h->has_value() && **h == want;
         };
-        bool ok = s.key == t.key && s.value == t.value && s.timestamp_ms == t.timestamp_ms &&
-                  header_is(b::kHeaderOrigin, origin) &&
-                  header_is(b::kHeaderOriginTopic, origin_topic) &&
-                  header_is(b::kHeaderOriginPartition, std::to_string(p)) &&
-                  t.Header(b::kHeaderPolicyVersion) != nullptr &&
-                  t.Header(b::kHeaderResume) != nullptr;
+        bool ok =
+            s.key == t.key && s.value == t.value && s.timestamp_ms == t.timestamp_ms &&
+            header_is(b::kHeaderOrigin, origin) && header_is(b::kHeaderOriginTopic, origin_topic) &&
+            header_is(b::kHeaderOriginPartition, std::to_string(p)) &&
+            t.Header(b::kHeaderPolicyVersion) != nullptr && t.Header(b::kHeaderResume) != nullptr;
         // Every original header is kept, in order, before the provenance headers.
         if (ok && t.headers.size() < s.headers.size()) ok = false;
         for (size_t h = 0; ok && h < s.headers.size(); ++h) ok = t.headers[h] == s.headers[h];
@@ -271,7 +270,8 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
                    const std::string& origin, double wait_seconds, bool json) {
   auto partitions = uop::tools::TopicPartitions(source_bootstrap, source_topic);
   if (!partitions.ok()) {
-    std::fprintf(stderr, "uopctl compare: %s\n", std::string(partitions.status().message()).c_str());
+    std::fprintf(stderr, "uopctl compare: %s\n",
+                 std::string(partitions.status().message()).c_str());
     return 2;
   }
   const absl::Time deadline = absl::Now() + absl::Seconds(wait_seconds);
@@ -281,11 +281,12 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
     auto source = uop::tools::ReadWholeTopic(source_bootstrap, source_topic, *partitions);
     auto target = uop::tools::ReadWholeTopic(target_bootstrap, target_topic, *partitions);
     // The dead-letter topic may not exist (nothing ever failed): then it holds nothing.
-    auto deadletter = uop::tools::ReadWholeTopic(target_bootstrap, target_topic + ".deadletter",
-                                                 *partitions);
+    auto deadletter =
+        uop::tools::ReadWholeTopic(target_bootstrap, target_topic + ".deadletter", *partitions);
     if (!source.ok() || !target.ok()) {
-      std::fprintf(stderr, "uopctl compare: %s\n",
-                   std::string((source.ok() ? target.status() : source.status()).message()).c_str());
+      std::fprintf(
+          stderr, "uopctl compare: %s\n",
+          std::string((source.ok() ? target.status() : source.status()).message()).c_str());
       if (absl::Now() > deadline) return 2;
     } else {
       c = Compare(*source, *target, deadletter.ok() ? *deadletter : TopicRecords(), origin,
@@ -306,14 +307,16 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
         ok ? "true" : "false", (long long)c.source, (long long)c.expected, (long long)c.target,
         (long long)c.lost, (long long)c.duplicated, (long long)c.out_of_order,
         (long long)c.mismatched, (long long)c.loop_skipped, (long long)c.deadlettered,
-        absl::ToDoubleSeconds(absl::Now() - started), uop::log::JsonEscape(c.first_problem).c_str());
+        absl::ToDoubleSeconds(absl::Now() - started),
+        uop::log::JsonEscape(c.first_problem).c_str());
   } else {
-    std::printf("%s -> %s: %lld records at the origin, %lld in the mirror, %lld dead-lettered: "
-                "%lld lost, %lld duplicated, %lld out of order, %lld mismatched%s%s\n",
-                source_topic.c_str(), target_topic.c_str(), (long long)c.expected,
-                (long long)c.target, (long long)c.deadlettered, (long long)c.lost,
-                (long long)c.duplicated, (long long)c.out_of_order, (long long)c.mismatched,
-                c.first_problem.empty() ? "" : "; first problem: ", c.first_problem.c_str());
+    std::printf(
+        "%s -> %s: %lld records at the origin, %lld in the mirror, %lld dead-lettered: "
+        "%lld lost, %lld duplicated, %lld out of order, %lld mismatched%s%s\n",
+        source_topic.c_str(), target_topic.c_str(), (long long)c.expected, (long long)c.target,
+        (long long)c.deadlettered, (long long)c.lost, (long long)c.duplicated,
+        (long long)c.out_of_order, (long long)c.mismatched,
+        c.first_problem.empty() ? "" : "; first problem: ", c.first_problem.c_str());
   }
   return ok ? 0 : 1;
 }
