@@ -32,12 +32,10 @@ absl::StatusOr<std::string> ExportService::AuthenticateCall(grpc::ServerContext*
   std::shared_ptr<const grpc::AuthContext> auth_context = context->auth_context();
   std::string chain;
   if (auth_context) {
-    // The full chain, so that peers whose certificates come from an intermediate CA verify.
-    for (const grpc::string_ref& pem : auth_context->FindPropertyValues("x509_pem_cert_chain")) {
-      chain.append(pem.data(), pem.size());
-    }
-    if (chain.empty()) {
-      for (const grpc::string_ref& pem : auth_context->FindPropertyValues("x509_pem_cert")) {
+    // The connection's own (leaf) certificate first, then whatever chain the peer sent, so that
+    // certificates from an intermediate CA verify (the chain property may omit the leaf).
+    for (const char* property : {"x509_pem_cert", "x509_pem_cert_chain"}) {
+      for (const grpc::string_ref& pem : auth_context->FindPropertyValues(property)) {
         chain.append(pem.data(), pem.size());
       }
     }

@@ -251,6 +251,10 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
         absl::StrCat("init transactions: ", rd_kafka_error_string(err.get())));
   }
   // 3. Where we are, from our own Kafka only.
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::CancelledError("stopping");
+  }
   auto checkpoints = Recover();
   if (!checkpoints.ok()) return checkpoints.status();
   session.checkpoints = *std::move(checkpoints);
@@ -750,7 +754,8 @@ void ImportDataset::PublishMetrics() {
   stream_up_->Set(static_cast<double>(up));
   lag_records_->Set(static_cast<double>(lag));
   lag_seconds_->Set(lag_seconds);
-  streaming_.store(!partitions_.empty() && up == static_cast<int64_t>(partitions_.size()));
+  // A node with no partitions (more nodes than partitions) is not "down".
+  streaming_.store(up == static_cast<int64_t>(partitions_.size()));
 }
 
 PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,

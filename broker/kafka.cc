@@ -109,6 +109,17 @@ absl::StatusOr<KafkaHandle> KafkaEnv::NewClient(
   return KafkaHandle(rk);
 }
 
+bool KafkaEnv::Reachable(int timeout_ms) const {
+  const struct rd_kafka_metadata* md = nullptr;
+  // all_topics=0 and no topic: only brokers are asked for, nothing is created.
+  if (rd_kafka_metadata(admin_.get(), 0, nullptr, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return false;
+  }
+  const bool any = md->broker_cnt > 0;
+  rd_kafka_metadata_destroy(md);
+  return any;
+}
+
 absl::StatusOr<int> KafkaEnv::PartitionCount(const std::string& topic) const {
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(admin_.get(), topic.c_str(), nullptr);
   const struct rd_kafka_metadata* md = nullptr;

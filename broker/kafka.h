@@ -51,6 +51,9 @@ class KafkaEnv {
       rd_kafka_type_t type, const KafkaProperties& overrides,
       const std::function<void(rd_kafka_conf_t*)>& customize = nullptr) const;
 
+  // True if a broker answers a metadata request within `timeout_ms` (for /readyz).
+  bool Reachable(int timeout_ms) const;
+
   // Partition count of an existing topic; NotFound when it does not exist.
   absl::StatusOr<int> PartitionCount(const std::string& topic) const;
 

@@ -58,8 +58,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
     node->links_.push_back(std::move(link));
   }
 
-  node->admin_ =
-      std::make_unique<AdminServer>(&node->metrics_, [raw] { return raw->ready_.load(); });
+  node->admin_ = std::make_unique<AdminServer>(&node->metrics_, [raw] {
+    // Ready: serving, and our Kafka answers.
+    return raw->ready_.load() && raw->kafka_->Reachable(2000);
+  });
   auto admin = node->admin_->Start(cfg.admin);
   if (!admin.ok()) return admin.status();
   node->admin_address_ = *admin;

@@ -90,9 +90,26 @@ absl::StatusOr<std::shared_ptr<const PeerAuthenticator>> PeerAuthenticator::Crea
   if (!cert.ok()) return cert.status();
   auto key = ReadFile(config.tls.key_file);
   if (!key.ok()) return key.status();
-  if (ParseChain(*cert).empty()) {
+  std::vector<X509Ptr> own_chain = ParseChain(*cert);
+  if (own_chain.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(config.tls.cert_file, ": no PEM certificate found (tls.cert)"));
+  }
+  {
+    // A key that is not the certificate's would only show as failed handshakes later.
+    std::unique_ptr<BIO, BioDeleter> bio(
+        BIO_new_mem_buf(key->data(), static_cast<int>(key->size())));
+    EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+    ERR_clear_error();
+    const bool matches =
+        pkey != nullptr && X509_check_private_key(own_chain.front().get(), pkey) == 1;
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    if (!matches) {
+      return absl::InvalidArgumentError(absl::StrCat(config.tls.key_file,
+                                                     ": not a readable PEM private key for ",
+                                                     config.tls.cert_file, " (tls.key)"));
+    }
   }
   auth->own_cert_pem_ = *std::move(cert);
   auth->own_key_pem_ = *std::move(key);
@@ -162,9 +179,9 @@ class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifie
 
   bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
               std::function<void(grpc::Status)> /*callback*/, grpc::Status* sync_status) override {
-    std::string chain(request->peer_cert_full_chain().data(),
-                      request->peer_cert_full_chain().size());
-    if (chain.empty()) chain.assign(request->peer_cert().data(), request->peer_cert().size());
+    // Leaf first, then the chain as sent (which on the server side may omit the leaf).
+    std::string chain(request->peer_cert().data(), request->peer_cert().size());
+    chain.append(request->peer_cert_full_chain().data(), request->peer_cert_full_chain().size());
     absl::StatusOr<std::string> peer = auth_->Authenticate(
         chain, peer_.has_value() ? std::optional<absl::string_view>(*peer_) : std::nullopt);
     if (!peer.ok()) {
