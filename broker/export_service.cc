@@ -183,7 +183,7 @@ grpc::Status ExportService::Replicate(
                           // Bounded read-ahead; large enough to avoid the fetch stalls measured
                           // with the defaults (shared/notes/librdkafka-2.0.2.md).
                           {"queued.min.messages", "200000"},
-                          {"queued.max.messages.kbytes", "16384"},
+                          {"queued.max.messages.kbytes", "4096"},
                           {"fetch.wait.max.ms", "50"}});
   if (!consumer_or.ok()) return ToGrpcStatus(consumer_or.status());
   KafkaHandle consumer = *std::move(consumer_or);
@@ -360,8 +360,17 @@ grpc::Status ExportService::Replicate(
       continue;
     }
     if (can_send && ready.empty()) {
-      const ssize_t n =
-          rd_kafka_consume_batch_queue(queue.get(), 100, messages.data(), messages.size());
+      // Take what is already fetched without waiting (a full batch must not wait for more
+      // records: that is latency); only when nothing is there, wait briefly for the first one.
+      ssize_t n = rd_kafka_consume_batch_queue(queue.get(), 0, messages.data(), messages.size());
+      if (n == 0) {
+        n = rd_kafka_consume_batch_queue(queue.get(), 100, messages.data(), 1);
+        if (n == 1) {
+          const ssize_t more = rd_kafka_consume_batch_queue(queue.get(), 0, messages.data() + 1,
+                                                            messages.size() - 1);
+          if (more > 0) n += more;
+        }
+      }
       std::map<int32_t, fed::OwnerMessage*> open;  // partition -> batch being filled
       std::map<int32_t, int64_t> open_bytes;
       bool fatal = false;
