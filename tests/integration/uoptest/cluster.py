@@ -560,12 +560,19 @@ class Federation:
     def imported(self, topic: str = TOPIC) -> float:
         return self.tallinn.metric("uop_import_records_total", peer="helsinki", topic=topic)
 
-    def wait_streaming(self, topic: str = TOPIC, timeout: float = 40) -> None:
-        """Until tallinn's import stream for ``topic`` is up (the receiver creates/checks its
-        topics first, which takes a few seconds against dev-kafka)."""
-        wait_until(lambda: self.tallinn.metric("uop_import_stream_up", peer="helsinki",
-                                               topic=topic) == 1,
-                   timeout, f"tallinn's import stream of helsinki/{topic}",
+    def streams(self, topic: str = TOPIC) -> tuple[float, float]:
+        """(partitions assigned to tallinn, partition streams flowing) for ``topic``."""
+        m = self.tallinn.metrics()
+        labels = {"peer": "helsinki", "topic": topic}
+        return (m.value("uop_import_partitions_assigned", **labels),
+                m.value("uop_import_stream_up", **labels))
+
+    def wait_streaming(self, topic: str = TOPIC, timeout: float = 60) -> None:
+        """Until every partition of ``topic`` streams into tallinn (the receiver first checks its
+        topics and joins its Kafka consumer group, which takes several seconds on dev-kafka)."""
+        partitions = self.owner_topics[topic]
+        wait_until(lambda: self.streams(topic) == (partitions, partitions), timeout,
+                   f"tallinn's {partitions} import streams of helsinki/{topic}",
                    procs=[self.helsinki, self.tallinn])
 
     def compare(self, topic: str = TOPIC, wait: float = 60) -> dict:
