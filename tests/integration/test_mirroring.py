@@ -461,3 +461,80 @@ def test_grpc_health_check_serving_over_mtls(cluster: Cluster):
                        capture_output=True, text=True, timeout=scaled(60))
     assert r.returncode == 0, r.stderr
     assert bytes.fromhex(r.stdout) == b"\x08\x01", f"HealthCheckResponse {r.stdout!r}: not SERVING"
+
+
+# ------------------------------------------------- i. a record Kafka refuses goes to dead-letter
+
+def test_record_too_large_for_receiver_goes_to_deadletter_once(cluster: Cluster):
+    f = Federation(cluster)
+    # tallinn's Kafka clients refuse records above 100 kB: the mirror cannot hold one of them.
+    f.tallinn.terminate()
+    f.tallinn.kafka_properties = {"message.max.bytes": "100000"}
+    f.tallinn.write_config()
+    f.tallinn.restart()
+    f.wait_streaming()
+    cluster.simulate(f.hk.bootstrap, TOPIC, 100, seed=21)
+    big = subprocess.run(
+        ["kcat", "-P", "-b", f.hk.bootstrap, "-t", TOPIC, "-p", "1", "-K", ":",
+         "-X", "message.max.bytes=2000000"],
+        input="big-record:" + "x" * 150_000 + "\n", text=True, capture_output=True, timeout=30)
+    assert big.returncode == 0, big.stderr
+    cluster.simulate(f.hk.bootstrap, TOPIC, 100, seed=22)
+
+    c = f.compare()
+    assert c["ok"] and (c["lost"], c["duplicated"], c["deadlettered"]) == (0, 0, 1), c
+    assert (c["expected"], c["target"]) == (201, 200), c
+    imp = {"peer": "helsinki", "topic": TOPIC}
+    wait_until(lambda: f.tallinn.metric("uop_import_deadletter_total", **imp) == 1, 20,
+               "the dead-letter counter to show the refused record")
+    dead = subprocess.run(
+        ["kcat", "-C", "-b", f.tk.bootstrap, "-t", f"{MIRROR}.deadletter", "-e", "-q",
+         "-f", "%p %k %h\n"], capture_output=True, text=True, timeout=30)
+    lines = [l for l in dead.stdout.splitlines() if l.strip()]
+    assert len(lines) == 1, dead.stdout
+    assert lines[0].startswith("1 big-record "), lines[0]
+    assert "uop.origin=helsinki" in lines[0] and "uop.origin.partition=1" in lines[0]
+    assert "uop.deadletter.reason=kafka refused the record: Broker: Message size too large" \
+        in lines[0], lines[0]
+    assert f.tallinn.events("import_deadletter", partition="1")
+
+    # A restart recovers from the mirror AND the dead-letter topic: nothing is written twice.
+    f.tallinn.kill9()
+    f.tallinn.restart()
+    f.wait_streaming()
+    cluster.simulate(f.hk.bootstrap, TOPIC, 50, seed=23)
+    c = f.compare()
+    assert c["ok"] and (c["lost"], c["duplicated"], c["deadlettered"]) == (0, 0, 1), c
+    assert (c["expected"], c["target"]) == (251, 250), c
+
+
+# ------------------------------------------------------------- j. no loops: A -> B -> A is cut
+
+def test_records_from_a_peer_are_never_exported_again(cluster: Cluster):
+    back = f"tallinn.{MIRROR}"
+    hk = cluster.dev_kafka("helsinki-kafka", {TOPIC: 3, back: 3, f"{back}.deadletter": 3})
+    tk = cluster.dev_kafka("tallinn-kafka", {MIRROR: 3, f"{MIRROR}.deadletter": 3})
+    to_helsinki = cluster.proxy(9)  # retargeted once helsinki listens
+    # tallinn (mis)configures a share of its mirror of helsinki's data back to helsinki.
+    tallinn = cluster.uopd("tallinn", peers=[cluster.peer("helsinki", to_helsinki.address)],
+                           kafka_bootstrap=tk.bootstrap,
+                           policies={"back.yaml": f"dataset: {MIRROR}\nshare:\n  - peer: helsinki\n"})
+    helsinki = cluster.uopd("helsinki", peers=[cluster.peer("tallinn", tallinn.federation)],
+                            kafka_bootstrap=hk.bootstrap,
+                            policies={"noise.yaml": f"dataset: {TOPIC}\nshare:\n  - peer: tallinn\n"})
+    to_helsinki.set_target("127.0.0.1", helsinki.federation_port)
+
+    cluster.simulate(hk.bootstrap, TOPIC, 500, seed=31)
+    assert_exactly_once(cluster.compare(hk.bootstrap, TOPIC, tk.bootstrap, wait=60), 500)
+    # helsinki subscribes to what tallinn offers, but every record carries uop.origin: skipped.
+    labels = {"peer": "tallinn", "topic": MIRROR}
+    wait_until(lambda: helsinki.metric("uop_import_stream_up", **labels) == 3, 60,
+               "helsinki's streams of tallinn's share", procs=[helsinki, tallinn])
+    wait_until(lambda: tallinn.metric("uop_export_loop_skipped_total", peer="helsinki",
+                                      topic=MIRROR) == 500, 30,
+               "tallinn to skip all 500 records that came from helsinki")
+    assert tallinn.metric("uop_export_records_total", peer="helsinki", topic=MIRROR) == 0
+    assert helsinki.metric("uop_import_records_total", **labels) == 0
+    returned = cluster.compare(tk.bootstrap, MIRROR, hk.bootstrap, origin="tallinn")
+    assert (returned["source"], returned["loop_skipped"], returned["target"]) == (500, 500, 0), \
+        returned

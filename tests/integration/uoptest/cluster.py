@@ -303,6 +303,7 @@ class Uopd(Proc):
                  embedded_topics: Optional[Mapping[str, int]] = None,
                  policies: Optional[Mapping[str, str]] = None,
                  link: Optional[Mapping[str, int]] = None,
+                 kafka_properties: Optional[Mapping[str, str]] = None,
                  env: Optional[Mapping[str, str]] = None) -> None:
         self.dir = workdir / node
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -315,6 +316,7 @@ class Uopd(Proc):
         self.peers = list(peers)
         self.kafka_bootstrap = kafka_bootstrap
         self.embedded_topics = embedded_topics
+        self.kafka_properties = dict(kafka_properties or {})
         self.link = dict(LINK if link is None else link)
         self.ready: dict = {}
         self.write_config()
@@ -343,6 +345,9 @@ class Uopd(Proc):
         else:
             topics = ", ".join(f"{t}: {n}" for t, n in (self.embedded_topics or {}).items())
             lines.append(f"  embedded: {{topics: {{{topics}}}}}")
+        if self.kafka_properties:
+            props = ", ".join(f"{k}: {_yaml_str(v)}" for k, v in self.kafka_properties.items())
+            lines.append(f"  properties: {{{props}}}")
         lines.append("policies: policies")
         lines.append("link: {" + ", ".join(f"{k}: {v}" for k, v in self.link.items()) + "}")
         return "\n".join(lines) + "\n"
