@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
              {{"node", cfg.node}, {"version", std::string(kSoftware)}})
       ->Set(1);
   node->ready_.store(true);
+  node->started_ = true;
   log::Info("node_started", {{"node", cfg.node},
                              {"federation", node->federation_address_},
                              {"admin", node->admin_address_},
@@ -93,7 +94,7 @@ void Node::Shutdown() {
   if (export_service_) export_service_->Stop();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (admin_) admin_->Stop();
-  log::Info("node_stopped", {{"node", config_.node}});
+  if (started_) log::Info("node_stopped", {{"node", config_.node}});
 }
 
 Node::~Node() { Shutdown(); }

@@ -48,6 +48,7 @@ class Node {
   std::string admin_address_;
   std::atomic<bool> ready_{false};
   bool shut_down_ = false;
+  bool started_ = false;  // Start() completed: only then is a stop worth logging
 };
 
 }  // namespace uop::broker

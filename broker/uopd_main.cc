@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <grpc/support/log.h>
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +36,17 @@ int main(int argc, char** argv) {
   // glibc gives every thread its own malloc arena; with one Kafka client and gRPC stream per
   // partition that multiplies resident memory for no speed we can measure. Two arenas suffice.
   mallopt(M_ARENA_MAX, 2);
+  // gRPC's own messages (e.g. a TLS handshake refused before our verifier runs: no client
+  // certificate, plaintext) become JSON log lines like ours.
+  gpr_set_log_function([](gpr_log_func_args* args) {
+    const uop::log::Level level = args->severity == GPR_LOG_SEVERITY_ERROR ? uop::log::Level::kError
+                                  : args->severity == GPR_LOG_SEVERITY_INFO
+                                      ? uop::log::Level::kInfo
+                                      : uop::log::Level::kDebug;
+    uop::log::Write(
+        level, "grpc",
+        {{"message", args->message}, {"source", absl::StrCat(args->file, ":", args->line)}});
+  });
   CLI::App app{"uopd: Urban Open Platform federation broker"};
   std::string config_path, ready_file;
   bool check_only = false;

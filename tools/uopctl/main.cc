@@ -238,6 +238,7 @@ Comparison Compare(const TopicRecords& source, const TopicRecords& target,
             s.key == t.key && s.value == t.value && s.timestamp_ms == t.timestamp_ms &&
             header_is(b::kHeaderOrigin, origin) && header_is(b::kHeaderOriginTopic, origin_topic) &&
             header_is(b::kHeaderOriginPartition, std::to_string(p)) &&
+            header_is(b::kHeaderOriginTimestamp, std::to_string(s.timestamp_ms)) &&
             t.Header(b::kHeaderPolicyVersion) != nullptr && t.Header(b::kHeaderResume) != nullptr;
         // Every original header is kept, in order, before the provenance headers.
         if (ok && t.headers.size() < s.headers.size()) ok = false;
