@@ -104,17 +104,6 @@ struct SentBatch {
   int records;
 };
 
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
-
-struct QueueDeleter {
-  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
-};
-
 }  // namespace
 
 grpc::Status ExportService::Replicate(
@@ -191,8 +180,7 @@ grpc::Status ExportService::Replicate(
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         absl::StrCat("kafka assign: ", rd_kafka_err2str(err)));
   }
-  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(
-      rd_kafka_queue_get_consumer(consumer.get()));
+  KafkaQueue queue(rd_kafka_queue_get_consumer(consumer.get()));
 
   fed::OwnerMessage subscribed;
   subscribed.mutable_subscribed()->mutable_hello()->set_node(config_.node);

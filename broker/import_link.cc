@@ -25,13 +25,6 @@ std::chrono::milliseconds Backoff::Next() {
 
 namespace {
 
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
-
 bool IsPermanentRecordError(rd_kafka_resp_err_t err) {
   return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
          err == RD_KAFKA_RESP_ERR_INVALID_MSG;

@@ -34,6 +34,18 @@ struct KafkaErrorDeleter {
 };
 using KafkaError = std::unique_ptr<rd_kafka_error_t, KafkaErrorDeleter>;
 
+struct KafkaPartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, KafkaPartitionListDeleter>;
+
+struct KafkaQueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+};
+using KafkaQueue = std::unique_ptr<rd_kafka_queue_t, KafkaQueueDeleter>;
+
 using KafkaProperties = std::map<std::string, std::string>;
 
 // Owns the embedded cluster when there is one. Thread-safe.
