@@ -44,8 +44,8 @@ absl::StatusOr<std::string> MakeValue(int sensor, int64_t seq, absl::Time now, d
       sensor, seq, when, laeq, sensor, lon, lat);
   constexpr absl::string_view kTail = "\"}}";
   if (value.size() + kTail.size() > value_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("records need at least ",
-                                                   value.size() + kTail.size(), " value bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("records need at least ", value.size() + kTail.size(), " value bytes"));
   }
   value.append(value_bytes - value.size() - kTail.size(), '.');
   absl::StrAppend(&value, kTail);
@@ -142,10 +142,11 @@ int main(int argc, char** argv) {
   rd_kafka_flush(producer.get(), 120000);
   const int unflushed = rd_kafka_outq_len(producer.get());
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  std::printf("{\"produced\":%lld,\"delivered\":%lld,\"failed\":%lld,\"unflushed\":%d,"
-              "\"record_bytes\":%zu,\"seconds\":%.2f}\n",
-              static_cast<long long>(count), static_cast<long long>(deliveries.ok),
-              static_cast<long long>(deliveries.failed), unflushed, record_bytes, seconds);
+  std::printf(
+      "{\"produced\":%lld,\"delivered\":%lld,\"failed\":%lld,\"unflushed\":%d,"
+      "\"record_bytes\":%zu,\"seconds\":%.2f}\n",
+      static_cast<long long>(count), static_cast<long long>(deliveries.ok),
+      static_cast<long long>(deliveries.failed), unflushed, record_bytes, seconds);
   if (deliveries.failed > 0) {
     std::fprintf(stderr, "load_gen: delivery failed: %s\n", deliveries.first_error.c_str());
   }

@@ -63,8 +63,8 @@ int64_t RecordBytes(const rd_kafka_message_t* m) {
     const char* name = nullptr;
     const void* value = nullptr;
     size_t size = 0;
-    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) ==
-                       RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i) {
       bytes += static_cast<int64_t>(std::strlen(name) + size);
     }
@@ -183,9 +183,9 @@ int main(int argc, char** argv) {
   auto consumer_or = NewClient(RD_KAFKA_CONSUMER, consumer_props, nullptr);
   auto producer_or = NewClient(RD_KAFKA_PRODUCER, producer_props, &deliveries);
   if (!consumer_or.ok() || !producer_or.ok()) {
-    std::fprintf(stderr, "raw_pipe: %s\n",
-                 std::string((consumer_or.ok() ? producer_or : consumer_or).status().message())
-                     .c_str());
+    std::fprintf(
+        stderr, "raw_pipe: %s\n",
+        std::string((consumer_or.ok() ? producer_or : consumer_or).status().message()).c_str());
     return 2;
   }
   KafkaHandle consumer = *std::move(consumer_or);
@@ -281,8 +281,7 @@ int main(int argc, char** argv) {
     }
     // Whatever the fetcher has queued, without waiting (rd_kafka_consume_batch_queue with a
     // timeout waits for a full batch); when nothing is queued, wait for one record.
-    const ssize_t n =
-        rd_kafka_consume_batch_queue(queue.get(), 0, batch.data(), batch.size());
+    const ssize_t n = rd_kafka_consume_batch_queue(queue.get(), 0, batch.data(), batch.size());
     bool ok = true;
     for (ssize_t i = 0; i < n; ++i) {
       KafkaMessage m(batch[i]);  // owns every message, even after an error
@@ -301,8 +300,7 @@ int main(int argc, char** argv) {
   if (error.empty() && deliveries.failed > 0) error = "delivery failed: " + deliveries.first_error;
   if (error.empty() && count > 0 && deliveries.ok < count) error = "stopped before --count";
 
-  const double seconds =
-      deliveries.ok > 0 ? absl::ToDoubleSeconds(deliveries.last - started) : 0;
+  const double seconds = deliveries.ok > 0 ? absl::ToDoubleSeconds(deliveries.last - started) : 0;
   const double first_to_last =
       deliveries.ok > 1 ? absl::ToDoubleSeconds(deliveries.last - deliveries.first) : 0;
   std::printf(
