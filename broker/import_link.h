@@ -52,6 +52,9 @@ class ImportSubscription {
   // anything was written (then the backoff starts over).
   absl::Status RunOnce(bool* progressed);
   absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> Recover();
+  // Aborts a transaction of ours left open in our partition although its coordinator finished it
+  // (see the .cc). Must run after init_transactions, before Recover.
+  absl::Status CloseHangingTransactions(rd_kafka_t* producer);
   absl::Status WriteBatches(Session& session,
                             std::vector<uop::federation::v1::RecordBatch>& batches);
   void UpdateLag(const Session& session);
