@@ -4,8 +4,8 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
-#include "broker/log.h"
 #include "broker/peer_identity.h"
+#include "core/log.h"
 
 namespace uop::broker {
 
@@ -27,7 +27,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
   auto auth = PeerAuthenticator::Create(cfg);
   if (!auth.ok()) return auth.status();
 
-  auto kafka = KafkaEnv::Start(cfg.kafka);
+  auto kafka = kafka::Env::Start(cfg.kafka);
   if (!kafka.ok()) return kafka.status();
   node->kafka_ = *std::move(kafka);
   log::Info("kafka_ready", {{"bootstrap", node->kafka_->bootstrap()},

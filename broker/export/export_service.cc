@@ -1,5 +1,5 @@
 // Owner side: authenticate, authorize by policy, then stream a topic within the receiver's credit.
-#include "broker/export_service.h"
+#include "broker/export/export_service.h"
 
 #include <deque>
 #include <thread>
@@ -7,20 +7,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "broker/log.h"
-#include "broker/provenance.h"
+#include "core/log.h"
+#include "core/provenance.h"
 
 namespace uop::broker {
 
 namespace fed = uop::federation::v1;
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
 ExportService::ExportService(const NodeConfig& config,
                              std::shared_ptr<const PeerAuthenticator> auth, PolicyProvider policies,
-                             KafkaEnv* kafka, Metrics* metrics)
+                             kafka::Env* kafka, core::Metrics* metrics)
     : config_(config),
       auth_(std::move(auth)),
       policies_(std::move(policies)),
@@ -124,7 +120,7 @@ grpc::Status ExportService::Replicate(
   const std::string peer = *peer_or;
   const std::string& topic = sub.topic();
   std::shared_ptr<const policy::PolicySnapshot> snapshot = policies_();
-  const Labels labels = {{"peer", peer}, {"topic", topic}};
+  const core::Labels labels = {{"peer", peer}, {"topic", topic}};
   if (!snapshot->Allows(topic, peer)) {
     metrics_->Counter("uop_export_refused_total", "Subscriptions refused by policy", labels)
         ->Add(1);
@@ -136,7 +132,7 @@ grpc::Status ExportService::Replicate(
   absl::StatusOr<int> partition_count = kafka_->PartitionCount(topic);
   if (!partition_count.ok()) return ToGrpcStatus(partition_count.status());
 
-  PartitionList assignment(rd_kafka_topic_partition_list_new(partition_count.value()));
+  kafka::PartitionList assignment(rd_kafka_topic_partition_list_new(partition_count.value()));
   if (sub.partitions().empty()) {
     for (int p = 0; p < *partition_count; ++p) {
       rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), p)->offset =
@@ -151,7 +147,7 @@ grpc::Status ExportService::Replicate(
     }
     int64_t offset = RD_KAFKA_OFFSET_BEGINNING;
     if (!start.resume_token().empty()) {
-      std::optional<int64_t> decoded = DecodeOffsetToken(start.resume_token());
+      std::optional<int64_t> decoded = core::DecodeOffsetToken(start.resume_token());
       if (!decoded.has_value()) {
         return grpc::Status(
             grpc::StatusCode::INVALID_ARGUMENT,
@@ -163,24 +159,24 @@ grpc::Status ExportService::Replicate(
         offset;
   }
 
-  absl::StatusOr<KafkaHandle> consumer_or = kafka_->NewClient(
+  absl::StatusOr<kafka::Handle> consumer_or = kafka_->NewClient(
       RD_KAFKA_CONSUMER, {{"group.id", absl::StrCat("uop-export.", config_.node, ".", peer)},
                           {"enable.auto.commit", "false"},
                           {"enable.auto.offset.store", "false"},
                           {"isolation.level", "read_committed"},
                           {"auto.offset.reset", "earliest"},
                           // Bounded read-ahead; large enough to avoid the fetch stalls measured
-                          // with the defaults (shared/notes/librdkafka-2.0.2.md).
+                          // with the defaults (docs/librdkafka.md).
                           {"queued.min.messages", "200000"},
                           {"queued.max.messages.kbytes", "4096"},
                           {"fetch.wait.max.ms", "50"}});
   if (!consumer_or.ok()) return ToGrpcStatus(consumer_or.status());
-  KafkaHandle consumer = *std::move(consumer_or);
+  kafka::Handle consumer = *std::move(consumer_or);
   if (rd_kafka_resp_err_t err = rd_kafka_assign(consumer.get(), assignment.get()); err) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         absl::StrCat("kafka assign: ", rd_kafka_err2str(err)));
   }
-  KafkaQueue queue(rd_kafka_queue_get_consumer(consumer.get()));
+  kafka::Queue queue(rd_kafka_queue_get_consumer(consumer.get()));
 
   fed::OwnerMessage subscribed;
   subscribed.mutable_subscribed()->mutable_hello()->set_node(config_.node);
@@ -195,17 +191,18 @@ grpc::Status ExportService::Replicate(
                                       {"partitions", std::to_string(assignment->cnt)},
                                       {"policy", snapshot->version()}});
 
-  MetricValue* m_records =
+  core::MetricValue* m_records =
       metrics_->Counter("uop_export_records_total", "Records sent to peers", labels);
-  MetricValue* m_bytes = metrics_->Counter("uop_export_bytes_total",
-                                           "Serialized record batch bytes sent to peers", labels);
-  MetricValue* m_batches = metrics_->Counter("uop_export_batches_total", "Batches sent", labels);
-  MetricValue* m_acked = metrics_->Counter(
+  core::MetricValue* m_bytes = metrics_->Counter(
+      "uop_export_bytes_total", "Serialized record batch bytes sent to peers", labels);
+  core::MetricValue* m_batches =
+      metrics_->Counter("uop_export_batches_total", "Batches sent", labels);
+  core::MetricValue* m_acked = metrics_->Counter(
       "uop_export_acked_records_total", "Records the peer acknowledged as durably written", labels);
-  MetricValue* m_loop =
+  core::MetricValue* m_loop =
       metrics_->Counter("uop_export_loop_skipped_total",
                         "Records not exported because they came from a peer", labels);
-  MetricValue* m_streams =
+  core::MetricValue* m_streams =
       metrics_->Gauge("uop_export_streams", "Open export streams", {{"peer", peer}});
   m_streams->Add(1);
 
@@ -265,7 +262,8 @@ grpc::Status ExportService::Replicate(
     if (next_offsets.empty()) return;
     // Only for monitoring (kafka-consumer-groups shows the lag users expect): positions are
     // always taken from the receiver's resume tokens, never from these commits.
-    PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets.size())));
+    kafka::PartitionList offsets(
+        rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets.size())));
     for (const auto& [p, o] : next_offsets) {
       rd_kafka_topic_partition_list_add(offsets.get(), topic.c_str(), p)->offset = o;
     }
@@ -363,7 +361,7 @@ grpc::Status ExportService::Replicate(
       std::map<int32_t, int64_t> open_bytes;
       bool fatal = false;
       for (ssize_t i = 0; i < n; ++i) {
-        KafkaMessage m(messages[i]);  // owns every message, even those after a fatal error
+        kafka::Message m(messages[i]);  // owns every message, even those after a fatal error
         if (fatal || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
         if (m->err) {
           log::Warn(
@@ -381,7 +379,7 @@ grpc::Status ExportService::Replicate(
         rd_kafka_message_headers(m.get(), &headers);
         const void* hv = nullptr;
         size_t hsize = 0;
-        if (headers != nullptr && rd_kafka_header_get_last(headers, kHeaderOrigin.data(), &hv,
+        if (headers != nullptr && rd_kafka_header_get_last(headers, core::kHeaderOrigin.data(), &hv,
                                                            &hsize) == RD_KAFKA_RESP_ERR_NO_ERROR) {
           m_loop->Add(1);  // came from a peer: never exported again (no loops)
           continue;
@@ -425,7 +423,7 @@ grpc::Status ExportService::Replicate(
             if (hv != nullptr) header->set_value(static_cast<const char*>(hv), hsize);
           }
         }
-        rec->set_resume_token(EncodeOffsetToken(m->offset + 1));
+        rec->set_resume_token(core::EncodeOffsetToken(m->offset + 1));
       }
       // Batches must be sent in the order of their sequence numbers; `ready` already is.
       if (fatal) break;

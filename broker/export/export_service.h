@@ -8,9 +8,10 @@
 #include <string>
 
 #include "broker/config.h"
-#include "broker/kafka.h"
-#include "broker/metrics.h"
+#include "broker/grpc_status.h"
 #include "broker/peer_identity.h"
+#include "core/metrics.h"
+#include "kafka/client.h"
 #include "policy/policy_snapshot.h"
 #include "uop/federation/v1/federation.grpc.pb.h"
 
@@ -26,7 +27,7 @@ using PolicyProvider = std::function<std::shared_ptr<const policy::PolicySnapsho
 class ExportService final : public uop::federation::v1::Federation::Service {
  public:
   ExportService(const NodeConfig& config, std::shared_ptr<const PeerAuthenticator> auth,
-                PolicyProvider policies, KafkaEnv* kafka, Metrics* metrics);
+                PolicyProvider policies, kafka::Env* kafka, core::Metrics* metrics);
 
   grpc::Status ListOffers(grpc::ServerContext* context,
                           const uop::federation::v1::ListOffersRequest* request,
@@ -48,12 +49,9 @@ class ExportService final : public uop::federation::v1::Federation::Service {
   const NodeConfig& config_;
   std::shared_ptr<const PeerAuthenticator> auth_;
   PolicyProvider policies_;
-  KafkaEnv* kafka_;
-  Metrics* metrics_;
+  kafka::Env* kafka_;
+  core::Metrics* metrics_;
   std::atomic<bool> stopping_{false};
 };
-
-// Maps an absl::Status to the grpc::Status sent to peers.
-grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace uop::broker
