@@ -37,6 +37,7 @@ struct LinkTuning {
   int64_t window_bytes = 8 << 20;  // credit per partition stream, in bytes
   int batch_max_records = 5000;
   int64_t batch_max_bytes = 1 << 20;
+  int export_workers = 2;  // owner threads that read Kafka and cut batches, for all streams
 };
 
 struct NodeConfig {

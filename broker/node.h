@@ -38,8 +38,8 @@ class Node {
   NodeConfig config_;
   core::Metrics metrics_;
   std::unique_ptr<kafka::Env> kafka_;
-  mutable absl::Mutex policy_mu_;
-  std::shared_ptr<const policy::PolicySnapshot> policy_ ABSL_GUARDED_BY(policy_mu_);
+  // Published whole; readers load it without taking a lock of ours.
+  std::atomic<std::shared_ptr<const policy::PolicySnapshot>> policy_;
   std::unique_ptr<ExportService> export_service_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<PeerLink>> links_;
