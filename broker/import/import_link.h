@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/config.h"
+#include "broker/import/import_session.h"
 #include "broker/peer_identity.h"
 #include "core/metrics.h"
 #include "core/provenance.h"
@@ -46,7 +47,6 @@ class ImportSubscription {
   double lag_seconds() const { return lag_seconds_.load(); }
 
  private:
-  struct Session;
   void Run();
   // One connection: fence, recover, subscribe, stream until error. `progressed` tells whether
   // anything was written (then the backoff starts over).
@@ -55,9 +55,6 @@ class ImportSubscription {
   // Aborts a transaction of ours left open in our partition although its coordinator finished it
   // (see the .cc). Must run after init_transactions, before Recover.
   absl::Status CloseHangingTransactions(rd_kafka_t* producer);
-  absl::Status WriteBatches(Session& session,
-                            std::vector<uop::federation::v1::RecordBatch>& batches);
-  void UpdateLag(const Session& session);
 
   const NodeConfig& config_;
   const PeerConfig& peer_;
@@ -69,8 +66,7 @@ class ImportSubscription {
   kafka::Env* kafka_;
   core::Metrics* metrics_;
   // Origin (partition, offset) pairs that Kafka refused for good: next attempt dead-letters them.
-  std::set<std::pair<int32_t, int64_t>> dead_records_;
-  std::map<std::pair<int32_t, int64_t>, std::string> dead_reasons_;
+  RefusedRecords refused_;
 
   core::MetricValue* records_written_;
   core::MetricValue* batches_written_;
