@@ -46,7 +46,9 @@ std::string HeaderString(rd_kafka_headers_t* headers, absl::string_view name) {
 ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
                                        std::shared_ptr<grpc::Channel> channel,
                                        fed::DatasetOffer offer, int32_t partition,
-                                       kafka::Env* kafka, core::Metrics* metrics)
+                                       kafka::Env* kafka, core::Metrics* metrics,
+                                       std::string group_id,
+                                       std::function<std::string()> group_metadata)
     : config_(config),
       peer_(peer),
       channel_(std::move(channel)),
@@ -55,7 +57,9 @@ ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfi
       target_topic_(core::MirrorTopicName(peer.name, offer_.topic())),
       deadletter_topic_(core::DeadLetterTopicName(peer.name, offer_.topic())),
       kafka_(kafka),
-      metrics_(metrics) {
+      metrics_(metrics),
+      group_id_(std::move(group_id)),
+      group_metadata_(std::move(group_metadata)) {
   const core::Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
   records_written_ = metrics_->Counter("uop_import_records_total",
                                        "Records written to our Kafka from a peer", labels);
@@ -184,6 +188,41 @@ absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportSubscription:
     }
   }
   rd_kafka_consumer_close(consumer.get());
+
+  // The position committed with the last transaction, as the import group's offset: it
+  // survives a mirror partition emptied by retention or delete-records, where the tails above
+  // hold no record. It is used only then: when the tails hold records they decide, as before,
+  // and never after CloseHangingTransactions aborted records, since the offset of that very
+  // transaction may have committed while its records were aborted. (librdkafka's mock cluster
+  // accepts but does not keep transactional offsets: there, the tails always decide.)
+  if (checkpoints[partition_].last_offset() >= 0 || closed_hanging_) return checkpoints;
+  auto group = kafka_->NewClient(RD_KAFKA_CONSUMER, {{"group.id", group_id_},
+                                                     {"enable.auto.commit", "false"},
+                                                     {"isolation.level", "read_committed"}});
+  if (!group.ok()) return group.status();
+  kafka::PartitionList committed(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(committed.get(), target_topic_.c_str(), partition_);
+  // read_committed: the fetch waits for a pending transactional commit (require_stable).
+  if (absl::Status s = kafka::FromCode(rd_kafka_committed(group->get(), committed.get(), 10000),
+                                       "recover: committed position");
+      !s.ok()) {
+    return s;
+  }
+  const rd_kafka_topic_partition_t& tp = committed->elems[0];
+  if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.metadata != nullptr) {
+    std::optional<core::PartitionCheckpoint> position = core::DecodePositionMetadata(
+        absl::string_view(static_cast<const char*>(tp.metadata), tp.metadata_size));
+    core::PartitionCheckpoint& cp = checkpoints[partition_];
+    if (position.has_value() && position->last_offset() > cp.last_offset()) {
+      log::Warn("import_position_from_group",
+                {{"topic", target_topic_},
+                 {"partition", std::to_string(partition_)},
+                 {"tail_offset", std::to_string(cp.last_offset())},
+                 {"group_offset", std::to_string(position->last_offset())}});
+      cp.Advance(position->last_offset(), position->token());
+    }
+  }
+  rd_kafka_consumer_close(group->get());
   return checkpoints;
 }
 
@@ -221,6 +260,7 @@ absl::Status ImportSubscription::CloseHangingTransactions(rd_kafka_t* producer) 
     auto before = ends(topic);
     if (!before.ok()) return before.status();
     if (before->first >= before->second) continue;
+    closed_hanging_ = true;
     log::Warn("import_hanging_transaction", {{"topic", topic},
                                              {"partition", std::to_string(partition_)},
                                              {"last_stable_offset", std::to_string(before->first)},
@@ -264,9 +304,10 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
   // partition: init_transactions aborts a restarted or zombie instance's open transaction.
   absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> sink_or = KafkaTransactionalSink::Create(
       kafka_, absl::StrCat("uop-import.", config_.node, ".", target_topic_, ".", partition_),
-      target_topic_, deadletter_topic_);
+      target_topic_, deadletter_topic_, group_metadata_);
   if (!sink_or.ok()) return sink_or.status();
   std::unique_ptr<KafkaTransactionalSink> sink = *std::move(sink_or);
+  closed_hanging_ = false;
   if (absl::Status s = CloseHangingTransactions(sink->producer()); !s.ok()) return s;
   // 3. Where we are, from our own Kafka only.
   {
@@ -457,7 +498,8 @@ ImportDataset::ImportDataset(const NodeConfig& config, const PeerConfig& peer,
       offer_(std::move(offer)),
       target_topic_(core::MirrorTopicName(peer.name, offer_.topic())),
       kafka_(kafka),
-      metrics_(metrics) {
+      metrics_(metrics),
+      group_id_(absl::StrCat("uop-import.", config.node, ".", target_topic_)) {
   const core::Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
   assigned_ = metrics_->Gauge("uop_import_partitions_assigned",
                               "Origin partitions this node pulls (Kafka group assignment)", labels);
@@ -509,28 +551,28 @@ absl::Status ImportDataset::RunGroup() {
     return s;
   }
   // The group only assigns partitions: they are paused at once and never read.
-  auto consumer_or = kafka_->NewClient(
-      RD_KAFKA_CONSUMER,
-      {{"group.id", absl::StrCat("uop-import.", config_.node, ".", target_topic_)},
-       {"partition.assignment.strategy", "cooperative-sticky"},
-       {"session.timeout.ms", "6000"},
-       {"heartbeat.interval.ms", "1000"},
-       {"enable.auto.commit", "false"},
-       {"auto.offset.reset", "latest"},
-       {"allow.auto.create.topics", "false"}},
-      [this](rd_kafka_conf_t* conf) {
-        rd_kafka_conf_set_opaque(conf, this);
-        rd_kafka_conf_set_rebalance_cb(
-            conf, [](rd_kafka_t* rk, rd_kafka_resp_err_t err,
-                     rd_kafka_topic_partition_list_t* partitions, void* opaque) {
-              auto* self = static_cast<ImportDataset*>(opaque);
-              if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                self->OnAssigned(rk, partitions);
-              } else {
-                self->OnRevoked(rk, partitions);
-              }
-            });
-      });
+  auto consumer_or =
+      kafka_->NewClient(RD_KAFKA_CONSUMER,
+                        {{"group.id", group_id_},
+                         {"partition.assignment.strategy", "cooperative-sticky"},
+                         {"session.timeout.ms", "6000"},
+                         {"heartbeat.interval.ms", "1000"},
+                         {"enable.auto.commit", "false"},
+                         {"auto.offset.reset", "latest"},
+                         {"allow.auto.create.topics", "false"}},
+                        [this](rd_kafka_conf_t* conf) {
+                          rd_kafka_conf_set_opaque(conf, this);
+                          rd_kafka_conf_set_rebalance_cb(
+                              conf, [](rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                       rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+                                auto* self = static_cast<ImportDataset*>(opaque);
+                                if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                                  self->OnAssigned(rk, partitions);
+                                } else {
+                                  self->OnRevoked(rk, partitions);
+                                }
+                              });
+                        });
   if (!consumer_or.ok()) return consumer_or.status();
   kafka::Handle consumer = *std::move(consumer_or);
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
@@ -573,13 +615,17 @@ void ImportDataset::OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_li
     rd_kafka_assign(consumer, partitions);
   }
   rd_kafka_pause_partitions(consumer, partitions);
+  PublishGroupMetadata(consumer);
   std::string list;
   for (int i = 0; i < partitions->cnt; ++i) {
     const int32_t p = partitions->elems[i].partition;
     absl::StrAppend(&list, list.empty() ? "" : ",", p);
     if (partitions_.contains(p)) continue;
-    auto sub =
-        std::make_unique<ImportSubscription>(config_, peer_, channel_, offer_, p, kafka_, metrics_);
+    auto sub = std::make_unique<ImportSubscription>(config_, peer_, channel_, offer_, p, kafka_,
+                                                    metrics_, group_id_, [this] {
+                                                      absl::MutexLock lock(&metadata_mu_);
+                                                      return group_metadata_;
+                                                    });
     sub->Start();
     partitions_[p] = std::move(sub);
   }
@@ -603,9 +649,29 @@ void ImportDataset::OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_lis
   } else {
     rd_kafka_assign(consumer, nullptr);
   }
+  PublishGroupMetadata(consumer);
   log::Info("import_partitions_revoked",
             {{"peer", peer_.name}, {"topic", offer_.topic()}, {"partitions", list}});
   PublishMetrics();
+}
+
+void ImportDataset::PublishGroupMetadata(rd_kafka_t* consumer) {
+  rd_kafka_consumer_group_metadata_t* md = rd_kafka_consumer_group_metadata(consumer);
+  void* buffer = nullptr;
+  size_t size = 0;
+  absl::Status s = kafka::FromError(rd_kafka_consumer_group_metadata_write(md, &buffer, &size),
+                                    "group metadata");
+  rd_kafka_consumer_group_metadata_destroy(md);
+  std::string serialized;
+  if (s.ok()) {
+    serialized.assign(static_cast<const char*>(buffer), size);
+    rd_kafka_mem_free(nullptr, buffer);
+  } else {
+    log::Warn("import_group_metadata",
+              {{"topic", target_topic_}, {"reason", std::string(s.message())}});
+  }
+  absl::MutexLock lock(&metadata_mu_);
+  group_metadata_ = std::move(serialized);
 }
 
 void ImportDataset::PublishMetrics() {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -28,14 +29,17 @@ namespace uop::broker {
 // Pulls one origin partition of one peer's dataset into the same partition of our mirror topic.
 // The partition is the unit of ownership: its transactional.id is stable per (node, mirror
 // topic, partition), so whichever node of this city takes the partition over fences the previous
-// writer. Runs its own thread from Start() to Stop(); retries with jittered exponential backoff.
-// `kafka` and `metrics` must outlive it.
+// writer. Each transaction also commits the position as the import group's offset (with the
+// group's generation: a writer that lost the partition cannot commit). Runs its own thread from
+// Start() to Stop(); retries with jittered exponential backoff. `kafka`, `metrics` and whatever
+// `group_metadata` refers to must outlive it.
 class ImportSubscription {
  public:
   ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
                      std::shared_ptr<grpc::Channel> channel,
                      uop::federation::v1::DatasetOffer offer, int32_t partition, kafka::Env* kafka,
-                     core::Metrics* metrics);
+                     core::Metrics* metrics, std::string group_id,
+                     std::function<std::string()> group_metadata);
   ~ImportSubscription();
 
   void Start();
@@ -67,6 +71,9 @@ class ImportSubscription {
   core::Metrics* metrics_;
   // Origin (partition, offset) pairs that Kafka refused for good: next attempt dead-letters them.
   RefusedRecords refused_;
+  bool closed_hanging_ = false;  // this attempt aborted a hanging transaction (Run thread only)
+  const std::string group_id_;   // the import group, whose committed offsets hold our positions
+  std::function<std::string()> group_metadata_;
 
   core::MetricValue* records_written_;
   core::MetricValue* batches_written_;
@@ -105,6 +112,8 @@ class ImportDataset {
   void OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
   void OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
   void PublishMetrics();
+  // Remembers the group's current metadata (generation) for the subscriptions' transactions.
+  void PublishGroupMetadata(rd_kafka_t* consumer);
 
   const NodeConfig& config_;
   const PeerConfig& peer_;
@@ -119,6 +128,9 @@ class ImportDataset {
   core::MetricValue* lag_seconds_;
   // Touched only by the Run thread (rebalance callbacks run inside its consumer poll).
   std::map<int32_t, std::unique_ptr<ImportSubscription>> partitions_;
+  const std::string group_id_;
+  absl::Mutex metadata_mu_;
+  std::string group_metadata_ ABSL_GUARDED_BY(metadata_mu_);
   std::atomic<bool> streaming_{false};
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -204,7 +204,9 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::WriteQueued(
     }
   }
   std::vector<RefusedRecord> late;
-  if (absl::Status s = sink->Commit(&late); !s.ok()) {
+  std::map<int32_t, core::PartitionCheckpoint> moved;  // only partitions this write advanced
+  for (const auto& [p, range] : ranges) moved[p] = next[p];
+  if (absl::Status s = sink->Commit(moved, &late); !s.ok()) {
     for (const RefusedRecord& r : late) refused->Add(r);  // dead-lettered on the next attempt
     return s;
   }

@@ -49,9 +49,12 @@ class TransactionalSink {
   // record for good (it belongs in the dead-letter topic); OK with `*refused` empty: queued.
   // Any error status: abort the transaction.
   virtual absl::Status Produce(const OutRecord& record, std::string* refused) = 0;
-  // Commits. On failure, `refused` lists records Kafka refused for good that were only reported
-  // at commit time, and the transaction has been aborted if Kafka required it.
-  virtual absl::Status Commit(std::vector<RefusedRecord>* refused) = 0;
+  // Commits, together with `positions` (what is held per origin partition once this commits),
+  // so that the position survives whatever deletes records from the topics. On failure,
+  // `refused` lists records Kafka refused for good that were only reported at commit time, and
+  // the transaction has been aborted if Kafka required it.
+  virtual absl::Status Commit(const std::map<int32_t, core::PartitionCheckpoint>& positions,
+                              std::vector<RefusedRecord>* refused) = 0;
   virtual absl::Status Abort() = 0;
 };
 

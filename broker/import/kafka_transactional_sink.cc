@@ -1,8 +1,12 @@
 // OutRecord -> librdkafka transactional produce.
 #include "broker/import/kafka_transactional_sink.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
+#include "core/provenance.h"
 #include "kafka/status.h"
 
 namespace uop::broker {
@@ -18,8 +22,9 @@ std::string RefusalReason(rd_kafka_resp_err_t code) {
 
 absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> KafkaTransactionalSink::Create(
     kafka::Env* env, const std::string& transactional_id, std::string mirror_topic,
-    std::string deadletter_topic) {
+    std::string deadletter_topic, GroupMetadata group_metadata) {
   auto sink = std::unique_ptr<KafkaTransactionalSink>(new KafkaTransactionalSink());
+  sink->group_metadata_ = std::move(group_metadata);
   sink->mirror_topic_ = std::move(mirror_topic);
   sink->deadletter_topic_ = std::move(deadletter_topic);
   KafkaTransactionalSink* raw = sink.get();
@@ -84,7 +89,9 @@ absl::Status KafkaTransactionalSink::Produce(const OutRecord& out, std::string* 
                          value ? rec.value().size() : 0),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(rec.timestamp_ms()),
         RD_KAFKA_V_HEADERS(headers),
-        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<intptr_t>(rec.offset()))),
+        // The origin offset rides in the opaque, for the delivery report.
+        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(
+            static_cast<intptr_t>(rec.offset()))),  // NOLINT(performance-no-int-to-ptr)
         RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();  // headers now owned by it
     rd_kafka_headers_destroy(headers);
@@ -100,7 +107,46 @@ absl::Status KafkaTransactionalSink::Produce(const OutRecord& out, std::string* 
   }
 }
 
-absl::Status KafkaTransactionalSink::Commit(std::vector<RefusedRecord>* refused) {
+absl::Status KafkaTransactionalSink::SendPositions(
+    const std::map<int32_t, core::PartitionCheckpoint>& positions) {
+  const std::string serialized = group_metadata_ ? group_metadata_() : std::string();
+  if (serialized.empty() || positions.empty()) return absl::OkStatus();
+  rd_kafka_consumer_group_metadata_t* group = nullptr;
+  if (absl::Status s = kafka::FromError(
+          rd_kafka_consumer_group_metadata_read(&group, serialized.data(), serialized.size()),
+          "group metadata");
+      !s.ok()) {
+    return s;
+  }
+  kafka::PartitionList offsets(
+      rd_kafka_topic_partition_list_new(static_cast<int>(positions.size())));
+  for (const auto& [p, position] : positions) {
+    rd_kafka_topic_partition_t* tp =
+        rd_kafka_topic_partition_list_add(offsets.get(), mirror_topic_.c_str(), p);
+    // The committed offset is the next origin offset; the metadata carries the resume token.
+    tp->offset = position.last_offset() + 1;
+    const std::string metadata = core::EncodePositionMetadata(position);
+    tp->metadata = malloc(metadata.size());  // freed by rd_kafka_topic_partition_list_destroy
+    memcpy(tp->metadata, metadata.data(), metadata.size());
+    tp->metadata_size = metadata.size();
+  }
+  absl::Status s = kafka::FromError(
+      rd_kafka_send_offsets_to_transaction(producer_.get(), offsets.get(), group, kTimeoutMs),
+      "send positions to transaction");
+  rd_kafka_consumer_group_metadata_destroy(group);
+  return s;
+}
+
+absl::Status KafkaTransactionalSink::Commit(
+    const std::map<int32_t, core::PartitionCheckpoint>& positions,
+    std::vector<RefusedRecord>* refused) {
+  if (absl::Status s = SendPositions(positions); !s.ok()) {
+    // A lost group generation (rebalance, zombie) or coordinator trouble: nothing commits.
+    absl::Status abort = Abort();
+    return abort.ok() ? s
+                      : absl::Status(s.code(),
+                                     absl::StrCat(s.message(), " (abort: ", abort.message(), ")"));
+  }
   for (int attempt = 1;; ++attempt) {
     absl::Status s = kafka::FromError(rd_kafka_commit_transaction(producer_.get(), kTimeoutMs),
                                       "commit transaction");

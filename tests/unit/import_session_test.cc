@@ -42,7 +42,8 @@ class FakeSink final : public TransactionalSink {
     open_.push_back(std::move(w));
     return absl::OkStatus();
   }
-  absl::Status Commit(std::vector<RefusedRecord>* refused) override {
+  absl::Status Commit(const std::map<int32_t, core::PartitionCheckpoint>& positions,
+                      std::vector<RefusedRecord>* refused) override {
     if (!commit_error.ok()) {
       *refused = late_refusals;
       absl::Status s = commit_error;
@@ -51,6 +52,7 @@ class FakeSink final : public TransactionalSink {
     }
     committed.insert(committed.end(), open_.begin(), open_.end());
     open_.clear();
+    for (const auto& [p, cp] : positions) committed_positions[p] = cp;
     return absl::OkStatus();
   }
   absl::Status Abort() override {
@@ -63,6 +65,7 @@ class FakeSink final : public TransactionalSink {
   absl::Status commit_error = absl::OkStatus();
   std::vector<RefusedRecord> late_refusals;
   std::vector<Written> committed;
+  std::map<int32_t, core::PartitionCheckpoint> committed_positions;
   int begun = 0, aborted = 0;
 
  private:
@@ -220,6 +223,11 @@ TEST_F(ImportSessionTest, WritesOneTransactionWithProvenanceDropsReplaysAndAcks)
   EXPECT_EQ(s->stats().duplicates, 2);
   EXPECT_EQ(s->checkpoints().at(0).last_offset(), 12);
   EXPECT_EQ(s->checkpoints().at(1).last_offset(), 0);
+  // The positions travel with the transaction (Kafka: the import group's committed offsets).
+  ASSERT_EQ(sink_.committed_positions.size(), 2u);
+  EXPECT_EQ(sink_.committed_positions.at(0).last_offset(), 12);
+  EXPECT_EQ(sink_.committed_positions.at(0).token(), core::EncodeOffsetToken(13));
+  EXPECT_EQ(sink_.committed_positions.at(1).last_offset(), 0);
   ASSERT_EQ(audit_.written.size(), 1u);
   EXPECT_EQ(audit_.written[0].first_seq, 1u);
   EXPECT_EQ(audit_.written[0].last_seq, 2u);
