@@ -1,0 +1,335 @@
+// Accepts federation connections, refuses those that do not speak TLS, and hands the others to
+// gRPC one handshake per slot, so that refusals are logged with the client's address.
+#include "broker/tls_listener.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "broker/log.h"
+
+namespace uop::broker {
+
+std::string SocketAddressText(const sockaddr* addr) {
+  char host[INET6_ADDRSTRLEN] = {0};
+  if (addr->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(addr);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    return absl::StrCat("ipv4:", host, ":", ntohs(in->sin_port));
+  }
+  if (addr->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    return absl::StrCat("ipv6:[", host, "]:", ntohs(in6->sin6_port));
+  }
+  return "unknown";
+}
+
+// Which client each acceptor's handshake belongs to. Shared by the listener thread, which leases
+// slots, and the verifiers on gRPC threads, which end the lease; it outlives the listener when
+// gRPC still holds credentials.
+class HandshakeSlots {
+ public:
+  explicit HandshakeSlots(int count) : slots_(static_cast<size_t>(count)) {
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  }
+  ~HandshakeSlots() {
+    if (wake_fd_ >= 0) close(wake_fd_);
+  }
+  HandshakeSlots(const HandshakeSlots&) = delete;
+  HandshakeSlots& operator=(const HandshakeSlots&) = delete;
+
+  // Readable when a slot was freed or Stop() was called.
+  int wake_fd() const { return wake_fd_; }
+
+  // A free slot for `client` (or one whose lease ended), or -1.
+  int Acquire(const std::string& client, absl::Time now, absl::Duration lease) {
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      Slot& s = slots_[i];
+      if (s.busy && s.lease_end > now) continue;
+      s = {true, client, now + lease};
+      return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  // When the next lease ends (InfiniteFuture if no slot is busy).
+  absl::Time NextLeaseEnd() {
+    absl::MutexLock lock(&mu_);
+    absl::Time next = absl::InfiniteFuture();
+    for (const Slot& s : slots_) {
+      if (s.busy) next = std::min(next, s.lease_end);
+    }
+    return next;
+  }
+
+  // The verifier of `slot` decided.
+  void Checked(int slot, const absl::StatusOr<std::string>& peer) {
+    std::string client = "unknown";
+    {
+      absl::MutexLock lock(&mu_);
+      Slot& s = slots_[static_cast<size_t>(slot)];
+      if (s.busy) client = s.client;  // not busy: a lease that ran out; gRPC's deadline is shorter
+      s.busy = false;
+    }
+    if (peer.ok()) {
+      log::Info("tls_peer_connected", {{"client", client}, {"peer", *peer}});
+    } else {
+      log::Warn("tls_peer_refused", {{"side", "server"},
+                                     {"client", client},
+                                     {"reason", std::string(peer.status().message())}});
+    }
+    Wake();
+  }
+
+  void Wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
+  }
+
+  void Drain() {
+    uint64_t value = 0;
+    [[maybe_unused]] ssize_t n = read(wake_fd_, &value, sizeof(value));
+  }
+
+  void RequestStop() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    Wake();
+  }
+  bool stopping() {
+    absl::MutexLock lock(&mu_);
+    return stop_;
+  }
+
+ private:
+  struct Slot {
+    bool busy = false;
+    std::string client;
+    absl::Time lease_end;
+  };
+  absl::Mutex mu_;
+  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int wake_fd_ = -1;
+};
+
+namespace {
+
+void RefuseClient(const std::string& client, absl::string_view reason) {
+  log::Warn("tls_peer_refused",
+            {{"side", "server"}, {"client", client}, {"reason", std::string(reason)}});
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
+    const std::string& listen, std::shared_ptr<const PeerAuthenticator> auth,
+    grpc::ServerBuilder* builder) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot listen on ", listen, " (listen)"));
+  }
+  std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", listen, " (listen): ", gai_strerror(rc)));
+  }
+  auto listener = std::unique_ptr<TlsListener>(new TlsListener());
+  std::string error = "no address";
+  for (addrinfo* ai = found; ai != nullptr && listener->listen_fd_ < 0; ai = ai->ai_next) {
+    const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      error = std::strerror(errno);
+      continue;
+    }
+    const int on = 1, off = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    // "[::]" serves IPv4 clients too, as gRPC's own listener does.
+    if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
+      error = std::strerror(errno);
+      close(fd);
+      continue;
+    }
+    listener->listen_fd_ = fd;
+  }
+  freeaddrinfo(found);
+  if (listener->listen_fd_ < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (listen): ", error));
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  getsockname(listener->listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
+  listener->port_ = bound.ss_family == AF_INET6
+                        ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                        : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+
+  listener->slots_ = std::make_shared<HandshakeSlots>(kSlots);
+  builder->AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                              static_cast<int>(kHandshakeTimeout.count()));
+  for (int i = 0; i < kSlots; ++i) {
+    std::shared_ptr<HandshakeSlots> slots = listener->slots_;
+    listener->acceptors_.push_back(builder->experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+        MakeServerCredentials(auth, [slots, i](const absl::StatusOr<std::string>& peer) {
+          slots->Checked(i, peer);
+        })));
+  }
+  return listener;
+}
+
+TlsListener::~TlsListener() {
+  Stop();
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+void TlsListener::Start() {
+  if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+}
+
+void TlsListener::Stop() {
+  if (slots_ == nullptr) return;
+  slots_->RequestStop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void TlsListener::Run() {
+  struct Waiting {
+    int fd;
+    std::string client;
+    absl::Time deadline;
+    bool tls = false;  // the first byte says TLS: waits for a slot
+  };
+  std::vector<Waiting> waiting;
+  const absl::Duration first_byte_timeout = absl::FromChrono(kFirstByteTimeout);
+  // A lease outlasts gRPC's handshake deadline, so a slot never carries two handshakes at once.
+  const absl::Duration lease = absl::FromChrono(kHandshakeTimeout) + absl::Seconds(2);
+  std::vector<pollfd> fds;
+  while (!slots_->stopping()) {
+    const absl::Time now = absl::Now();
+    // 1. TLS connections to free slots, in arrival order.
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      if (!it->tls) {
+        ++it;
+        continue;
+      }
+      const int slot = slots_->Acquire(it->client, now, lease);
+      if (slot < 0) break;
+      grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters params;
+      params.listener_fd = listen_fd_;
+      params.fd = it->fd;  // gRPC owns it from here
+      acceptors_[static_cast<size_t>(slot)]->HandleNewConnection(&params);
+      it = waiting.erase(it);
+    }
+    // 2. Give up on clients that said nothing in time.
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      if (!it->tls && it->deadline <= now) {
+        RefuseClient(it->client,
+                     absl::StrCat("no TLS handshake within ",
+                                  absl::FormatDuration(first_byte_timeout), " of connecting"));
+        close(it->fd);
+        it = waiting.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // 3. Wait for a new connection, a first byte, a freed slot or the end.
+    fds.clear();
+    fds.push_back({slots_->wake_fd(), POLLIN, 0});
+    const bool room = waiting.size() < static_cast<size_t>(kMaxWaitingForFirstByte);
+    if (room) fds.push_back({listen_fd_, POLLIN, 0});
+    absl::Time wake_at = absl::InfiniteFuture();
+    bool tls_waiting = false;
+    for (const Waiting& w : waiting) {
+      if (w.tls) {
+        tls_waiting = true;
+        continue;
+      }
+      fds.push_back({w.fd, POLLIN, 0});
+      wake_at = std::min(wake_at, w.deadline);
+    }
+    if (tls_waiting) wake_at = std::min(wake_at, slots_->NextLeaseEnd());
+    int timeout_ms = 1000;
+    if (wake_at != absl::InfiniteFuture()) {
+      timeout_ms = static_cast<int>(
+          std::clamp<int64_t>(absl::ToInt64Milliseconds(wake_at - now) + 1, 0, 1000));
+    }
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
+      log::Error("federation_listener_error", {{"error", std::strerror(errno)}});
+      break;
+    }
+    if (fds[0].revents != 0) slots_->Drain();
+    // 4. Read the first bytes of waiting clients without consuming them: gRPC reads them again.
+    for (const pollfd& p : fds) {
+      if (p.fd == slots_->wake_fd() || p.fd == listen_fd_ || p.revents == 0) continue;
+      auto it = std::find_if(waiting.begin(), waiting.end(),
+                             [&](const Waiting& w) { return w.fd == p.fd; });
+      unsigned char first[3] = {0, 0, 0};
+      const ssize_t n = recv(it->fd, first, sizeof(first), MSG_PEEK);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (n > 0 && first[0] == 0x16) {  // a TLS handshake record (ClientHello)
+        it->tls = true;
+        continue;
+      }
+      if (n > 0) {
+        RefuseClient(it->client,
+                     absl::StrFormat("not a TLS handshake: the client sent plaintext (first "
+                                     "byte 0x%02x); this port speaks only mutual TLS",
+                                     first[0]));
+      } else {
+        log::Debug("federation_client_closed",
+                   {{"client", it->client},
+                    {"error", n == 0 ? "closed before sending" : std::strerror(errno)}});
+      }
+      close(it->fd);
+      waiting.erase(it);
+    }
+    // 5. New connections.
+    while (room && waiting.size() < static_cast<size_t>(kMaxWaitingForFirstByte)) {
+      sockaddr_storage addr{};
+      socklen_t len = sizeof(addr);
+      const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+          log::Warn("federation_accept_error", {{"error", std::strerror(errno)}});
+        }
+        break;
+      }
+      const int on = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // as gRPC's own listener
+      waiting.push_back({fd, SocketAddressText(reinterpret_cast<sockaddr*>(&addr)),
+                         absl::Now() + first_byte_timeout});
+    }
+  }
+  for (const Waiting& w : waiting) close(w.fd);
+}
+
+}  // namespace uop::broker
