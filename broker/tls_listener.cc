@@ -3,6 +3,9 @@
 #include "broker/tls_listener.h"
 
 #include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -57,15 +60,45 @@ class HandshakeSlots {
   int wake_fd() const { return wake_fd_; }
 
   // A free slot for `client` (or one whose lease ended), or -1.
-  int Acquire(const std::string& client, absl::Time now, absl::Duration lease) {
+  int Acquire(const std::string& client, const sockaddr_storage& local,
+              const sockaddr_storage& remote, absl::Time now, absl::Duration lease) {
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < slots_.size(); ++i) {
       Slot& s = slots_[i];
       if (s.busy && s.lease_end > now) continue;
-      s = {true, client, now + lease};
+      s = {true, client, now + lease, local, remote};
       return static_cast<int>(i);
     }
     return -1;
+  }
+
+  struct Lease {
+    int slot;
+    sockaddr_storage local, remote;
+  };
+  std::vector<Lease> Leases() {
+    absl::MutexLock lock(&mu_);
+    std::vector<Lease> out;
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].busy) out.push_back({static_cast<int>(i), slots_[i].local, slots_[i].remote});
+    }
+    return out;
+  }
+
+  // gRPC gave up on the slot's connection without asking the verifier.
+  void Failed(int slot, absl::string_view reason) {
+    std::string client;
+    {
+      absl::MutexLock lock(&mu_);
+      Slot& s = slots_[static_cast<size_t>(slot)];
+      if (!s.busy) return;  // the verifier came first
+      client = s.client;
+      s.busy = false;
+    }
+    log::Warn("tls_peer_refused", {{"side", "server"},
+                                   {"expected_peer", "any"},
+                                   {"client", client},
+                                   {"reason", std::string(reason)}});
   }
 
   // When the next lease ends (InfiniteFuture if no slot is busy).
@@ -91,6 +124,7 @@ class HandshakeSlots {
       log::Info("tls_peer_connected", {{"client", client}, {"peer", *peer}});
     } else {
       log::Warn("tls_peer_refused", {{"side", "server"},
+                                     {"expected_peer", "any"},
                                      {"client", client},
                                      {"reason", std::string(peer.status().message())}});
     }
@@ -124,6 +158,7 @@ class HandshakeSlots {
     bool busy = false;
     std::string client;
     absl::Time lease_end;
+    sockaddr_storage local{}, remote{};
   };
   absl::Mutex mu_;
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
@@ -133,9 +168,58 @@ class HandshakeSlots {
 
 namespace {
 
+// The kernel's state of our end of the TCP connection local<->remote (TCP_ESTABLISHED, ...), or
+// -1 when there is no such socket any more. An exact lookup through sock_diag: the socket itself
+// belongs to gRPC by then, and watching it through a dup would keep it open and confuse gRPC's
+// epoll registration.
+int TcpState(int diag_fd, const sockaddr_storage& local, const sockaddr_storage& remote) {
+  struct {
+    nlmsghdr header;
+    inet_diag_req_v2 request;
+  } message{};
+  message.header.nlmsg_len = sizeof(message);
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST;
+  message.request.sdiag_family = static_cast<uint8_t>(local.ss_family);
+  message.request.sdiag_protocol = IPPROTO_TCP;
+  message.request.idiag_states = ~0U;
+  inet_diag_sockid& id = message.request.id;
+  id.idiag_cookie[0] = id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  if (local.ss_family == AF_INET) {
+    const auto& l = reinterpret_cast<const sockaddr_in&>(local);
+    const auto& r = reinterpret_cast<const sockaddr_in&>(remote);
+    id.idiag_sport = l.sin_port;
+    id.idiag_dport = r.sin_port;
+    std::memcpy(id.idiag_src, &l.sin_addr, sizeof(l.sin_addr));
+    std::memcpy(id.idiag_dst, &r.sin_addr, sizeof(r.sin_addr));
+  } else {
+    const auto& l = reinterpret_cast<const sockaddr_in6&>(local);
+    const auto& r = reinterpret_cast<const sockaddr_in6&>(remote);
+    id.idiag_sport = l.sin6_port;
+    id.idiag_dport = r.sin6_port;
+    std::memcpy(id.idiag_src, &l.sin6_addr, sizeof(l.sin6_addr));
+    std::memcpy(id.idiag_dst, &r.sin6_addr, sizeof(r.sin6_addr));
+  }
+  if (send(diag_fd, &message, sizeof(message), 0) != static_cast<ssize_t>(sizeof(message))) {
+    return TCP_ESTABLISHED;  // cannot tell: assume it is still in gRPC's hands
+  }
+  alignas(nlmsghdr) char buffer[8192];
+  const ssize_t n = recv(diag_fd, buffer, sizeof(buffer), 0);
+  if (n < static_cast<ssize_t>(sizeof(nlmsghdr))) return TCP_ESTABLISHED;
+  const auto* reply = reinterpret_cast<const nlmsghdr*>(buffer);
+  if (reply->nlmsg_type == NLMSG_ERROR) {
+    const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(reply));
+    return error->error == -ENOENT ? -1 : TCP_ESTABLISHED;
+  }
+  if (reply->nlmsg_type != SOCK_DIAG_BY_FAMILY) return TCP_ESTABLISHED;
+  return static_cast<const inet_diag_msg*>(NLMSG_DATA(reply))->idiag_state;
+}
+
 void RefuseClient(const std::string& client, absl::string_view reason) {
-  log::Warn("tls_peer_refused",
-            {{"side", "server"}, {"client", client}, {"reason", std::string(reason)}});
+  log::Warn("tls_peer_refused", {{"side", "server"},
+                                 {"expected_peer", "any"},
+                                 {"client", client},
+                                 {"reason", std::string(reason)}});
 }
 
 }  // namespace
@@ -191,6 +275,13 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
                         ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                         : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
+  listener->diag_fd_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (listener->diag_fd_ < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", listen, " (listen): sock_diag: ", std::strerror(errno)));
+  }
+  const timeval answer_within{0, 100000};
+  setsockopt(listener->diag_fd_, SOL_SOCKET, SO_RCVTIMEO, &answer_within, sizeof(answer_within));
   listener->slots_ = std::make_shared<HandshakeSlots>(kSlots);
   builder->AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
                               static_cast<int>(kHandshakeTimeout.count()));
@@ -208,6 +299,7 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
 TlsListener::~TlsListener() {
   Stop();
   if (listen_fd_ >= 0) close(listen_fd_);
+  if (diag_fd_ >= 0) close(diag_fd_);
 }
 
 void TlsListener::Start() {
@@ -224,6 +316,7 @@ void TlsListener::Run() {
   struct Waiting {
     int fd;
     std::string client;
+    sockaddr_storage local, remote;
     absl::Time deadline;
     bool tls = false;  // the first byte says TLS: waits for a slot
   };
@@ -240,7 +333,7 @@ void TlsListener::Run() {
         ++it;
         continue;
       }
-      const int slot = slots_->Acquire(it->client, now, lease);
+      const int slot = slots_->Acquire(it->client, it->local, it->remote, now, lease);
       if (slot < 0) break;
       grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters params;
       params.listener_fd = listen_fd_;
@@ -248,7 +341,17 @@ void TlsListener::Run() {
       acceptors_[static_cast<size_t>(slot)]->HandleNewConnection(&params);
       it = waiting.erase(it);
     }
-    // 2. Give up on clients that said nothing in time.
+    // 2. Handshakes that gRPC ended without asking the verifier: its side of the socket is
+    // closed (FIN_WAIT*, ...) or gone. CLOSE_WAIT (only the client closed) is still gRPC's.
+    for (const HandshakeSlots::Lease& l : slots_->Leases()) {
+      const int state = TcpState(diag_fd_, l.local, l.remote);
+      if (state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT || state == TCP_SYN_RECV) continue;
+      slots_->Failed(l.slot,
+                     "the TLS handshake failed before the certificate check (no ALPN \"h2\", "
+                     "the client refused this node's certificate, or no TLS version or cipher "
+                     "in common)");
+    }
+    // 3. Give up on clients that said nothing in time.
     for (auto it = waiting.begin(); it != waiting.end();) {
       if (!it->tls && it->deadline <= now) {
         RefuseClient(it->client,
@@ -260,7 +363,7 @@ void TlsListener::Run() {
         ++it;
       }
     }
-    // 3. Wait for a new connection, a first byte, a freed slot or the end.
+    // 4. Wait for a new connection, a first byte, a freed slot or the end.
     fds.clear();
     fds.push_back({slots_->wake_fd(), POLLIN, 0});
     const bool room = waiting.size() < static_cast<size_t>(kMaxWaitingForFirstByte);
@@ -276,6 +379,10 @@ void TlsListener::Run() {
       wake_at = std::min(wake_at, w.deadline);
     }
     if (tls_waiting) wake_at = std::min(wake_at, slots_->NextLeaseEnd());
+    // While handshakes run, look at their sockets every 100 ms (step 2).
+    if (slots_->NextLeaseEnd() != absl::InfiniteFuture()) {
+      wake_at = std::min(wake_at, now + absl::Milliseconds(100));
+    }
     int timeout_ms = 1000;
     if (wake_at != absl::InfiniteFuture()) {
       timeout_ms = static_cast<int>(
@@ -286,7 +393,7 @@ void TlsListener::Run() {
       break;
     }
     if (fds[0].revents != 0) slots_->Drain();
-    // 4. Read the first bytes of waiting clients without consuming them: gRPC reads them again.
+    // 5. Read the first bytes of waiting clients without consuming them: gRPC reads them again.
     for (const pollfd& p : fds) {
       if (p.fd == slots_->wake_fd() || p.fd == listen_fd_ || p.revents == 0) continue;
       auto it = std::find_if(waiting.begin(), waiting.end(),
@@ -311,7 +418,7 @@ void TlsListener::Run() {
       close(it->fd);
       waiting.erase(it);
     }
-    // 5. New connections.
+    // 6. New connections.
     while (room && waiting.size() < static_cast<size_t>(kMaxWaitingForFirstByte)) {
       sockaddr_storage addr{};
       socklen_t len = sizeof(addr);
@@ -325,7 +432,10 @@ void TlsListener::Run() {
       }
       const int on = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // as gRPC's own listener
-      waiting.push_back({fd, SocketAddressText(reinterpret_cast<sockaddr*>(&addr)),
+      sockaddr_storage local{};
+      socklen_t local_len = sizeof(local);
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
+      waiting.push_back({fd, SocketAddressText(reinterpret_cast<sockaddr*>(&addr)), local, addr,
                          absl::Now() + first_byte_timeout});
     }
   }

@@ -23,9 +23,10 @@ class HandshakeSlots;
 // handed to gRPC through one of kSlots external connection acceptors, each with credentials of
 // its own; a slot carries one handshake at a time, so its verifier knows whose certificate it
 // checks and logs a refusal with the client's address. A slot is free again once its verifier
-// ran, or after gRPC's own handshake deadline (kHandshakeTimeout, set on the builder here) has
-// surely passed: a handshake that failed before the certificate check (the client refused our
-// certificate, or spoke no TLS version we offer) is gRPC's to report.
+// ran, or once gRPC closed the connection without asking it (the handshake failed before the
+// certificate check: no ALPN "h2", the client refused our certificate, no common TLS version),
+// which the listener sees through sock_diag and logs as a refusal too, or at the latest after
+// gRPC's own handshake deadline (kHandshakeTimeout, set on the builder here) has surely passed.
 //
 // Create() before grpc::ServerBuilder::BuildAndStart(), Start() after it, Stop() before
 // grpc::Server::Shutdown(): gRPC neither serves nor closes a connection handed to a server that
@@ -56,6 +57,7 @@ class TlsListener {
   void Run();
 
   int listen_fd_ = -1;
+  int diag_fd_ = -1;  // NETLINK_SOCK_DIAG: how the sockets handed to gRPC fare
   int port_ = 0;
   std::shared_ptr<HandshakeSlots> slots_;  // shared with the verifiers, which gRPC owns
   std::vector<std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor>> acceptors_;
