@@ -347,9 +347,10 @@ void TlsListener::Run() {
       const int state = TcpState(diag_fd_, l.local, l.remote);
       if (state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT || state == TCP_SYN_RECV) continue;
       slots_->Failed(l.slot,
-                     "the TLS handshake failed before the certificate check (no ALPN \"h2\", "
-                     "the client refused this node's certificate, or no TLS version or cipher "
-                     "in common)");
+                     absl::StrCat("the TLS handshake failed before the certificate check (no "
+                                  "ALPN \"h2\", the client refused this node's certificate, no "
+                                  "TLS version or cipher in common, or not finished within ",
+                                  absl::FormatDuration(absl::FromChrono(kHandshakeTimeout)), ")"));
     }
     // 3. Give up on clients that said nothing in time.
     for (auto it = waiting.begin(); it != waiting.end();) {

@@ -2,6 +2,7 @@
 // every refused TLS client is logged by uopd with its address, whatever gRPC's own log verbosity.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,9 +25,10 @@ class HandshakeSlots;
 // its own; a slot carries one handshake at a time, so its verifier knows whose certificate it
 // checks and logs a refusal with the client's address. A slot is free again once its verifier
 // ran, or once gRPC closed the connection without asking it (the handshake failed before the
-// certificate check: no ALPN "h2", the client refused our certificate, no common TLS version),
-// which the listener sees through sock_diag and logs as a refusal too, or at the latest after
-// gRPC's own handshake deadline (kHandshakeTimeout, set on the builder here) has surely passed.
+// certificate check: no ALPN "h2", the client refused our certificate, no common TLS version, or
+// gRPC's handshake deadline kHandshakeTimeout passed, which is set on the builder here): the
+// listener sees that through sock_diag and logs it as a refusal too. At the latest a slot is
+// reused 2 s after that deadline, so that two handshakes never share a slot.
 //
 // Create() before grpc::ServerBuilder::BuildAndStart(), Start() after it, Stop() before
 // grpc::Server::Shutdown(): gRPC neither serves nor closes a connection handed to a server that
