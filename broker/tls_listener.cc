@@ -247,7 +247,16 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
   }
   auto listener = std::unique_ptr<TlsListener>(new TlsListener());
   std::string error = "no address";
-  for (addrinfo* ai = found; ai != nullptr && listener->listen_fd_ < 0; ai = ai->ai_next) {
+  // Every address the host resolves to, on one port (the one chosen for the first, if port 0),
+  // as gRPC's own listener does.
+  for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+    if (listener->port_ != 0) {
+      if (ai->ai_family == AF_INET6) {
+        reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_port = htons(listener->port_);
+      } else {
+        reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_port = htons(listener->port_);
+      }
+    }
     const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       error = std::strerror(errno);
@@ -262,18 +271,20 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
       close(fd);
       continue;
     }
-    listener->listen_fd_ = fd;
+    if (listener->port_ == 0) {
+      sockaddr_storage bound{};
+      socklen_t len = sizeof(bound);
+      getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+      listener->port_ = bound.ss_family == AF_INET6
+                            ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                            : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    }
+    listener->listen_fds_.push_back(fd);
   }
   freeaddrinfo(found);
-  if (listener->listen_fd_ < 0) {
+  if (listener->listen_fds_.empty()) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " (listen): ", error));
   }
-  sockaddr_storage bound{};
-  socklen_t len = sizeof(bound);
-  getsockname(listener->listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
-  listener->port_ = bound.ss_family == AF_INET6
-                        ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
-                        : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
   listener->diag_fd_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (listener->diag_fd_ < 0) {
@@ -298,7 +309,7 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
 
 TlsListener::~TlsListener() {
   Stop();
-  if (listen_fd_ >= 0) close(listen_fd_);
+  for (int fd : listen_fds_) close(fd);
   if (diag_fd_ >= 0) close(diag_fd_);
 }
 
@@ -336,7 +347,7 @@ void TlsListener::Run() {
       const int slot = slots_->Acquire(it->client, it->local, it->remote, now, lease);
       if (slot < 0) break;
       grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters params;
-      params.listener_fd = listen_fd_;
+      params.listener_fd = listen_fds_.front();
       params.fd = it->fd;  // gRPC owns it from here
       acceptors_[static_cast<size_t>(slot)]->HandleNewConnection(&params);
       it = waiting.erase(it);
@@ -368,7 +379,9 @@ void TlsListener::Run() {
     fds.clear();
     fds.push_back({slots_->wake_fd(), POLLIN, 0});
     const bool room = waiting.size() < static_cast<size_t>(kMaxWaitingForFirstByte);
-    if (room) fds.push_back({listen_fd_, POLLIN, 0});
+    if (room) {
+      for (int fd : listen_fds_) fds.push_back({fd, POLLIN, 0});
+    }
     absl::Time wake_at = absl::InfiniteFuture();
     bool tls_waiting = false;
     for (const Waiting& w : waiting) {
@@ -396,7 +409,9 @@ void TlsListener::Run() {
     if (fds[0].revents != 0) slots_->Drain();
     // 5. Read the first bytes of waiting clients without consuming them: gRPC reads them again.
     for (const pollfd& p : fds) {
-      if (p.fd == slots_->wake_fd() || p.fd == listen_fd_ || p.revents == 0) continue;
+      const bool listening =
+          std::find(listen_fds_.begin(), listen_fds_.end(), p.fd) != listen_fds_.end();
+      if (p.fd == slots_->wake_fd() || listening || p.revents == 0) continue;
       auto it = std::find_if(waiting.begin(), waiting.end(),
                              [&](const Waiting& w) { return w.fd == p.fd; });
       unsigned char first[3] = {0, 0, 0};
@@ -420,24 +435,26 @@ void TlsListener::Run() {
       waiting.erase(it);
     }
     // 6. New connections.
-    while (room && waiting.size() < static_cast<size_t>(kMaxWaitingForFirstByte)) {
-      sockaddr_storage addr{};
-      socklen_t len = sizeof(addr);
-      const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
-                             SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
-          log::Warn("federation_accept_error", {{"error", std::strerror(errno)}});
+    for (size_t l = 0; room && l < listen_fds_.size(); ++l) {
+      while (waiting.size() < static_cast<size_t>(kMaxWaitingForFirstByte)) {
+        sockaddr_storage addr{};
+        socklen_t len = sizeof(addr);
+        const int fd = accept4(listen_fds_[l], reinterpret_cast<sockaddr*>(&addr), &len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+          if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+            log::Warn("federation_accept_error", {{"error", std::strerror(errno)}});
+          }
+          break;
         }
-        break;
+        const int on = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // as gRPC's own listener
+        sockaddr_storage local{};
+        socklen_t local_len = sizeof(local);
+        getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
+        waiting.push_back({fd, SocketAddressText(reinterpret_cast<sockaddr*>(&addr)), local, addr,
+                           absl::Now() + first_byte_timeout});
       }
-      const int on = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));  // as gRPC's own listener
-      sockaddr_storage local{};
-      socklen_t local_len = sizeof(local);
-      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
-      waiting.push_back({fd, SocketAddressText(reinterpret_cast<sockaddr*>(&addr)), local, addr,
-                         absl::Now() + first_byte_timeout});
     }
   }
   for (const Waiting& w : waiting) close(w.fd);

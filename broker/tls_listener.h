@@ -19,7 +19,7 @@ namespace uop::broker {
 
 class HandshakeSlots;
 
-// Owns the listening socket and one accepting thread. A connection that does not start with a
+// Owns the listening sockets and one accepting thread. A connection that does not start with a
 // TLS record (plaintext, or silence for kFirstByteTimeout) is refused here. A TLS connection is
 // handed to gRPC through one of kSlots external connection acceptors, each with credentials of
 // its own; a slot carries one handshake at a time, so its verifier knows whose certificate it
@@ -58,8 +58,8 @@ class TlsListener {
   TlsListener() = default;
   void Run();
 
-  int listen_fd_ = -1;
-  int diag_fd_ = -1;  // NETLINK_SOCK_DIAG: how the sockets handed to gRPC fare
+  std::vector<int> listen_fds_;  // one per address `listen` resolves to
+  int diag_fd_ = -1;             // NETLINK_SOCK_DIAG: how the sockets handed to gRPC fare
   int port_ = 0;
   std::shared_ptr<HandshakeSlots> slots_;  // shared with the verifiers, which gRPC owns
   std::vector<std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor>> acceptors_;
