@@ -444,3 +444,18 @@ def test_sigterm_ends_streams_unavailable_owner_is_shutting_down(owner: Owner):
     owner.node.popen.send_signal(15)
     assert_ends(s, grpc.StatusCode.UNAVAILABLE, "owner node is shutting down", timeout=10)
     assert owner.node.wait(20) == 0
+
+
+def test_owner_kafka_unreachable_is_unavailable_and_left_out_of_the_offers(owner: Owner):
+    bootstrap = owner.kafka.bootstrap
+    owner.kafka.kill9()
+    s = owner.stream()
+    s.subscribe("tallinn", TOPIC, [(0, b"")])
+    ended = s.end(scaled(30), keep_alive=True)
+    assert ended.code == grpc.StatusCode.UNAVAILABLE, ended
+    assert ended.details.startswith(f"kafka metadata for {TOPIC} at {bootstrap}: "), ended
+    # ListOffers answers, without the dataset whose partition count it cannot read.
+    r = peer.pbg.FederationStub(owner.channel()).ListOffers(
+        peer.pb.ListOffersRequest(hello=peer.hello("tallinn")), timeout=scaled(30))
+    assert r.hello.node == "helsinki" and list(r.offers) == []
+    assert owner.node.events("offer_topic_unavailable", peer="tallinn", topic=TOPIC)

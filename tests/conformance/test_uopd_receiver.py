@@ -352,3 +352,29 @@ def test_grpcio_owner_checks_identity_per_peer_after_the_handshake(cluster: Clus
         assert (e.value.code(), e.value.details()) == (code, details)
     finally:
         r.owner.stop()
+
+
+def test_grpcio_owner_identity_check_accepts_leaf_plus_intermediate(pki):
+    """The check uses the chain the client sent (x509_pem_cert_chain) as untrusted
+    intermediates, so a receiver presenting leaf + intermediate passes with only the root."""
+    owner = ScriptedOwner(node="helsinki", cert=pki / "helsinki" / "node.pem",
+                          key=pki / "helsinki" / "node.key",
+                          peers=[PeerTrust("tallinn", (pki / "tallinn" / "ca.pem").read_bytes(),
+                                           "uopd.tallinn.example")],
+                          offers=[(TOPIC, PARTITIONS)])
+    try:
+        for cert, ok in [("tallinn/intermediate/node", True), ("tallinn/intermediate/leaf", False)]:
+            ch = receiver_channel(owner.address, ca=pki / "helsinki" / "ca.pem",
+                                  cert=pki / f"{cert}.pem", key=pki / "tallinn" / "intermediate" /
+                                  "node.key", identity="uopd.helsinki.example")
+            call = peer.pbg.FederationStub(ch).ListOffers
+            request = peer.pb.ListOffersRequest(hello=peer.hello("tallinn"))
+            if ok:
+                assert [o.topic for o in call(request, timeout=scaled(10)).offers] == [TOPIC]
+            else:  # the leaf alone does not chain to the root: grpcio's own handshake refuses it
+                with pytest.raises(grpc.RpcError) as e:
+                    call(request, timeout=scaled(10))
+                assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+            ch.close()
+    finally:
+        owner.stop()
