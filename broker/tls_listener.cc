@@ -26,6 +26,15 @@
 #include "broker/log.h"
 
 namespace uop::broker {
+namespace {
+
+// strerror is not thread-safe; this is (GNU strerror_r).
+std::string ErrnoText(int err) {
+  char buffer[256];
+  return strerror_r(err, buffer, sizeof(buffer));
+}
+
+}  // namespace
 
 std::string SocketAddressText(const sockaddr* addr) {
   char host[INET6_ADDRSTRLEN] = {0};
@@ -225,7 +234,7 @@ void RefuseClient(const std::string& client, absl::string_view reason) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
-    const std::string& listen, std::shared_ptr<const PeerAuthenticator> auth,
+    const std::string& listen, const std::shared_ptr<const PeerAuthenticator>& auth,
     grpc::ServerBuilder* builder) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
@@ -259,7 +268,7 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
     }
     const int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-      error = std::strerror(errno);
+      error = ErrnoText(errno);
       continue;
     }
     const int on = 1, off = 0;
@@ -267,7 +276,7 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
     // "[::]" serves IPv4 clients too, as gRPC's own listener does.
     if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
-      error = std::strerror(errno);
+      error = ErrnoText(errno);
       close(fd);
       continue;
     }
@@ -289,7 +298,7 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
   listener->diag_fd_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (listener->diag_fd_ < 0) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", listen, " (listen): sock_diag: ", std::strerror(errno)));
+        absl::StrCat("cannot listen on ", listen, " (listen): sock_diag: ", ErrnoText(errno)));
   }
   const timeval answer_within{0, 100000};
   setsockopt(listener->diag_fd_, SOL_SOCKET, SO_RCVTIMEO, &answer_within, sizeof(answer_within));
@@ -403,7 +412,7 @@ void TlsListener::Run() {
           std::clamp<int64_t>(absl::ToInt64Milliseconds(wake_at - now) + 1, 0, 1000));
     }
     if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
-      log::Error("federation_listener_error", {{"error", std::strerror(errno)}});
+      log::Error("federation_listener_error", {{"error", ErrnoText(errno)}});
       break;
     }
     if (fds[0].revents != 0) slots_->Drain();
@@ -429,7 +438,7 @@ void TlsListener::Run() {
       } else {
         log::Debug("federation_client_closed",
                    {{"client", it->client},
-                    {"error", n == 0 ? "closed before sending" : std::strerror(errno)}});
+                    {"error", n == 0 ? "closed before sending" : ErrnoText(errno)}});
       }
       close(it->fd);
       waiting.erase(it);
@@ -443,7 +452,7 @@ void TlsListener::Run() {
                                SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
           if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
-            log::Warn("federation_accept_error", {{"error", std::strerror(errno)}});
+            log::Warn("federation_accept_error", {{"error", ErrnoText(errno)}});
           }
           break;
         }

@@ -43,7 +43,7 @@ class TlsListener {
   // Binds `listen` (host:port; port 0 picks a free port) and registers the acceptors with
   // `builder`. Errors name the address and the config key.
   static absl::StatusOr<std::unique_ptr<TlsListener>> Create(
-      const std::string& listen, std::shared_ptr<const PeerAuthenticator> auth,
+      const std::string& listen, const std::shared_ptr<const PeerAuthenticator>& auth,
       grpc::ServerBuilder* builder);
   ~TlsListener();
   TlsListener(const TlsListener&) = delete;
