@@ -459,3 +459,19 @@ def test_owner_kafka_unreachable_is_unavailable_and_left_out_of_the_offers(owner
         peer.pb.ListOffersRequest(hello=peer.hello("tallinn")), timeout=scaled(30))
     assert r.hello.node == "helsinki" and list(r.offers) == []
     assert owner.node.events("offer_topic_unavailable", peer="tallinn", topic=TOPIC)
+
+
+def _health_request(service: str) -> bytes:
+    """grpc.health.v1.HealthCheckRequest{service} by hand (field 1, a string): the health proto is
+    gRPC's own (docs/protocol.md §2), not part of this repository."""
+    name = service.encode()
+    return (b"\x0a" + bytes([len(name)]) + name) if name else b""
+
+
+def test_health_service_serves_both_names_over_mtls_and_not_found_otherwise(owner: Owner):
+    check = owner.channel().unary_unary("/grpc.health.v1.Health/Check")
+    for service in ("", "uop.federation.v1.Federation"):
+        assert check(_health_request(service), timeout=scaled(10)) == b"\x08\x01", service  # SERVING
+    with pytest.raises(grpc.RpcError) as e:
+        check(_health_request("no.such.Service"), timeout=scaled(10))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND, e.value
