@@ -48,17 +48,18 @@ fed::ReceiverMessage ImportSession::SubscribeMessage(const fed::Hello& hello) co
 
 absl::Status ImportSession::OnSubscribed(const fed::OwnerMessage& first, int expected_partitions) {
   if (!first.has_subscribed()) {
-    return absl::FailedPreconditionError("owner answered subscribe with another message");
+    return absl::FailedPreconditionError(
+        "owner answered subscribe with an unexpected message or partition count");
   }
   const fed::Subscribed& s = first.subscribed();
   if (s.topic() != origin_topic_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("owner subscribed topic '", s.topic(), "', not '", origin_topic_, "'"));
+    return absl::FailedPreconditionError(absl::StrCat("owner answered subscribe for topic '",
+                                                      s.topic(), "', not '", origin_topic_, "'"));
   }
   // Origin partition p goes to mirror partition p: a changed origin needs an operator.
   if (s.partitions() != expected_partitions) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "owner's topic has ", s.partitions(), " partitions, the offer said ", expected_partitions));
+    return absl::FailedPreconditionError(
+        "owner answered subscribe with an unexpected message or partition count");
   }
   policy_version_ = s.policy_version();
   return absl::OkStatus();
@@ -90,29 +91,26 @@ absl::Status ImportSession::OnOwnerMessage(fed::OwnerMessage&& message) {
 absl::Status ImportSession::OnBatch(fed::RecordBatch&& batch) {
   const int32_t p = batch.partition();
   if (batch.batch_seq() != last_received_seq_ + 1) {
-    return absl::InvalidArgumentError(absl::StrCat("batch_seq ", batch.batch_seq(), " after ",
-                                                   last_received_seq_,
-                                                   ": it must increase by exactly 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("owner sent batch_seq ", batch.batch_seq(), " after ", last_received_seq_));
   }
   if (!checkpoints_.contains(p)) {
-    return absl::InvalidArgumentError(absl::StrCat("batch ", batch.batch_seq(), " for partition ",
-                                                   p, ", which this stream did not subscribe"));
+    return absl::InvalidArgumentError(absl::StrCat("owner sent a batch for partition ", p,
+                                                   ", which this stream did not subscribe"));
   }
   if (batch.records().empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("batch ", batch.batch_seq(), " holds no record"));
+        absl::StrCat("owner sent batch_seq ", batch.batch_seq(), " with no record"));
   }
   if (batch_credit_ <= 0 || byte_credit_ <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch ", batch.batch_seq(), ": owner exceeded the granted credit"));
+    return absl::InvalidArgumentError("owner exceeded the granted credit");
   }
   auto last = last_received_.find(p);
   int64_t previous = last == last_received_.end() ? -1 : last->second;
   for (const fed::Record& rec : batch.records()) {
     if (rec.offset() <= previous) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch ", batch.batch_seq(), ": offset ", rec.offset(), " of partition ", p,
-                       " does not follow offset ", previous, ": offsets must increase"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "owner sent offset ", rec.offset(), " of partition ", p, " after offset ", previous));
     }
     previous = rec.offset();
   }
