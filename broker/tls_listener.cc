@@ -297,11 +297,14 @@ absl::StatusOr<std::unique_ptr<TlsListener>> TlsListener::Create(
 
   listener->diag_fd_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (listener->diag_fd_ < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", listen, " (listen): sock_diag: ", ErrnoText(errno)));
+    // A sandbox without NETLINK_SOCK_DIAG: handshakes that end before the certificate check are
+    // then only gRPC's to report, and hold their slot until the lease ends.
+    log::Warn("federation_listener_degraded",
+              {{"reason", absl::StrCat("sock_diag unavailable: ", ErrnoText(errno))}});
+  } else {
+    const timeval answer_within{0, 100000};
+    setsockopt(listener->diag_fd_, SOL_SOCKET, SO_RCVTIMEO, &answer_within, sizeof(answer_within));
   }
-  const timeval answer_within{0, 100000};
-  setsockopt(listener->diag_fd_, SOL_SOCKET, SO_RCVTIMEO, &answer_within, sizeof(answer_within));
   listener->slots_ = std::make_shared<HandshakeSlots>(kSlots);
   builder->AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
                               static_cast<int>(kHandshakeTimeout.count()));
@@ -363,7 +366,8 @@ void TlsListener::Run() {
     }
     // 2. Handshakes that gRPC ended without asking the verifier: its side of the socket is
     // closed (FIN_WAIT*, ...) or gone. CLOSE_WAIT (only the client closed) is still gRPC's.
-    for (const HandshakeSlots::Lease& l : slots_->Leases()) {
+    for (const HandshakeSlots::Lease& l :
+         diag_fd_ >= 0 ? slots_->Leases() : std::vector<HandshakeSlots::Lease>()) {
       const int state = TcpState(diag_fd_, l.local, l.remote);
       if (state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT || state == TCP_SYN_RECV) continue;
       slots_->Failed(l.slot,
