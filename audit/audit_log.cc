@@ -19,6 +19,11 @@ namespace {
 
 constexpr size_t kMaxGroup = 4096;
 
+absl::Status CannotWrite(const absl::Status& s) {
+  return absl::Status(s.code(),
+                      absl::StrCat("audit log cannot write, exchange must stop: ", s.message()));
+}
+
 class RealClock final : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
@@ -292,6 +297,7 @@ void AuditLog::CommitLoop() {
     }
     absl::Status status;
     if (broken_) status = Resume();
+    if (!status.ok()) status = CannotWrite(status);
     std::vector<uint64_t> indices;
     if (status.ok() && (!group.empty() || tick || checkpoint_requested || stop)) {
       status = CommitGroup(group, checkpoint_requested || stop, &indices);

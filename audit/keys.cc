@@ -61,7 +61,7 @@ uint32_t KeyId(absl::string_view name, uint8_t type, const PublicKey& key) {
 }
 
 absl::StatusOr<Verifier> Verifier::FromVkey(absl::string_view vkey) {
-  std::vector<absl::string_view> parts = absl::StrSplit(vkey, '+');
+  std::vector<absl::string_view> parts = absl::StrSplit(vkey, absl::MaxSplits('+', 2));
   if (parts.size() != 3) {
     return absl::InvalidArgumentError("vkey must be <name>+<key id>+<base64 key>");
   }
