@@ -218,10 +218,10 @@ void AuditLog::Append(Entry entry, Done done) {
   std::move(done)(std::move(refused));
 }
 
-absl::StatusOr<uint64_t> AuditLog::AppendAndWait(Entry entry) {
+absl::StatusOr<AppendResult> AuditLog::AppendAndWait(Entry entry) {
   absl::Notification done;
-  absl::StatusOr<uint64_t> result;
-  Append(std::move(entry), [&](absl::StatusOr<uint64_t> r) {
+  absl::StatusOr<AppendResult> result;
+  Append(std::move(entry), [&](absl::StatusOr<AppendResult> r) {
     result = std::move(r);
     done.Notify();
   });
@@ -298,9 +298,8 @@ void AuditLog::CommitLoop() {
     absl::Status status;
     if (broken_) status = Resume();
     if (!status.ok()) status = CannotWrite(status);
-    std::vector<uint64_t> indices;
     if (status.ok() && (!group.empty() || tick || checkpoint_requested || stop)) {
-      status = CommitGroup(group, checkpoint_requested || stop, &indices);
+      status = CommitGroup(group, checkpoint_requested || stop);
     }
     {
       absl::MutexLock lock(&mu_);
@@ -313,7 +312,7 @@ void AuditLog::CommitLoop() {
     }
     for (size_t i = 0; i < group.size(); ++i) {
       if (status.ok()) {
-        std::move(group[i].done)(indices[i]);
+        std::move(group[i].done)(AppendResult{group[i].entry.index, group[i].entry.time_micros});
       } else {
         std::move(group[i].done)(status);
       }
@@ -338,8 +337,7 @@ absl::Status AuditLog::WriteEntry(Entry& entry, CompactTree& tree) {
   return absl::OkStatus();
 }
 
-absl::Status AuditLog::CommitGroup(std::vector<Pending>& group, bool force_checkpoint,
-                                   std::vector<uint64_t>* indices) {
+absl::Status AuditLog::CommitGroup(std::vector<Pending>& group, bool force_checkpoint) {
   const absl::Time now = clock_->Now();
   const int64_t now_micros = std::max(absl::ToUnixMicros(now), last_time_micros_);
   CompactTree tree = tree_;
@@ -361,10 +359,8 @@ absl::Status AuditLog::CommitGroup(std::vector<Pending>& group, bool force_check
     if (absl::Status s = OpenSegmentForAppend(segment_number_, 0); !s.ok()) return fail(s);
   }
 
-  indices->reserve(group.size());
   for (Pending& p : group) {
     p.entry.time_micros = now_micros;
-    indices->push_back(tree.size());
     if (absl::Status s = WriteEntry(p.entry, tree); !s.ok()) return fail(s);
     ++unsigned_entries;
   }

@@ -34,13 +34,20 @@ class Clock {
   static Clock* Real();  // absl::Now(); never deleted
 };
 
+// Where a committed entry is: its leaf index and the time the log stamped on it (both go into
+// a receipt, see receipt.h).
+struct AppendResult {
+  uint64_t index = 0;
+  int64_t time_micros = 0;
+};
+
 // What sessions need from an audit log, so that they can be tested against a fake.
 class AuditSink {
  public:
-  // Called exactly once: with the entry's log index once it is durable (fsynced), or with the
+  // Called exactly once: with the entry's position once it is durable (fsynced), or with the
   // error that kept it from the log. Runs on the log's commit thread, or on the calling thread
   // when Append fails at once; it must not block.
-  using Done = absl::AnyInvocable<void(absl::StatusOr<uint64_t> index) &&>;
+  using Done = absl::AnyInvocable<void(absl::StatusOr<AppendResult> result) &&>;
 
   virtual ~AuditSink() = default;
   // Appends `entry` (its index and time are assigned by the log). A node must not act on an
@@ -94,7 +101,7 @@ class AuditLog final : public AuditSink {
   void Append(Entry entry, Done done) override;
   absl::Status Health() const override;
   // Blocks until durable; for node start/stop, tools and tests. Not for reactor threads.
-  absl::StatusOr<uint64_t> AppendAndWait(Entry entry);
+  absl::StatusOr<AppendResult> AppendAndWait(Entry entry);
   // Call periodically (e.g. every second): signs a checkpoint if checkpoint_interval has passed
   // and entries were added since the last one, and after a write failure tries to resume.
   // Never blocks on the disk.
@@ -121,8 +128,7 @@ class AuditLog final : public AuditSink {
   absl::Status Resume();
   void CommitLoop();
   // Writes, checkpoints and syncs one group; on success fills *indices.
-  absl::Status CommitGroup(std::vector<Pending>& group, bool force_checkpoint,
-                           std::vector<uint64_t>* indices);
+  absl::Status CommitGroup(std::vector<Pending>& group, bool force_checkpoint);
   absl::Status WriteEntry(Entry& entry, CompactTree& tree);
 
   const std::string dir_;

@@ -100,10 +100,10 @@ class AuditLogTest : public ::testing::Test {
 TEST_F(AuditLogTest, AppendIsDurableWhenItCompletes) {
   auto log = Open();
   for (int i = 0; i < 5; ++i) {
-    absl::StatusOr<uint64_t> index =
+    absl::StatusOr<AppendResult> index =
         log->AppendAndWait(BatchEntry(EntryType::kBatchReceived, "helsinki", i, 1));
     ASSERT_TRUE(index.ok()) << index.status();
-    EXPECT_EQ(*index, static_cast<uint64_t>(i));
+    EXPECT_EQ(index->index, static_cast<uint64_t>(i));
   }
   fs_.Crash();  // kill -9 right after the last acknowledgement: nothing acknowledged is lost
   log.reset();
@@ -130,7 +130,7 @@ TEST_F(AuditLogTest, OneFsyncCoversEveryAppendQueuedDuringThePrevious) {
   std::atomic<int> done{0};
   absl::Notification all_done;
   constexpr int kAppends = 200;
-  auto callback = [&](absl::StatusOr<uint64_t> index) {
+  auto callback = [&](absl::StatusOr<AppendResult> index) {
     EXPECT_TRUE(index.ok());
     if (done.fetch_add(1) + 1 == kAppends) all_done.Notify();
   };
@@ -195,7 +195,7 @@ TEST_F(AuditLogTest, WriteFailureFailsClosedAndResumesByItself) {
   auto log = Open();
   ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1)).ok());
   fs_.set_fail_writes(true);
-  absl::StatusOr<uint64_t> r =
+  absl::StatusOr<AppendResult> r =
       log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
@@ -219,7 +219,7 @@ TEST_F(AuditLogTest, WriteFailureFailsClosedAndResumesByItself) {
   fs_.set_fail_syncs(false);
   r = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(*r, 1u);  // the failed appends left nothing behind
+  EXPECT_EQ(r->index, 1u);  // the failed appends left nothing behind
   EXPECT_TRUE(log->Health().ok());
   log.reset();
   LoadedLog loaded = Load();
@@ -246,7 +246,7 @@ TEST_F(AuditLogTest, UnwritableDirectoryAtRotationFailsClosedAndResumes) {
     ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", i, 1)).ok());
   }
   fs_.set_fail_creates(true);  // chmod a-w on the directory: no new segment can be created
-  absl::StatusOr<uint64_t> r =
+  absl::StatusOr<AppendResult> r =
       log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 5, 1));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message(),
@@ -275,10 +275,10 @@ TEST_F(AuditLogTest, QueueFullIsReportedAtOnce) {
   });
   absl::Notification first_done;
   log->Append(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1),
-              [&](absl::StatusOr<uint64_t>) { first_done.Notify(); });
+              [&](absl::StatusOr<AppendResult>) { first_done.Notify(); });
   in_sync.WaitForNotification();
-  log->Append(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1), [](absl::StatusOr<uint64_t>) {});
-  absl::StatusOr<uint64_t> third = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "t", 2, 1));
+  log->Append(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1), [](absl::StatusOr<AppendResult>) {});
+  absl::StatusOr<AppendResult> third = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "t", 2, 1));
   EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
   release.Notify();
   first_done.WaitForNotification();

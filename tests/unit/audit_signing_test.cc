@@ -166,10 +166,10 @@ class TwoCitiesTest : public ::testing::Test {
       received.type = EntryType::kBatchReceived;
       received.peer = "helsinki";
       if (i == tamper_digest_) received.batch_sha256 = Sha256String("other");
-      absl::StatusOr<uint64_t> index = tal->AppendAndWait(received);
+      absl::StatusOr<AppendResult> index = tal->AppendAndWait(received);
       ASSERT_TRUE(index.ok());
-      received.index = *index;
-      received.time_micros = absl::ToUnixMicros(clock_.Now());
+      received.index = index->index;
+      received.time_micros = index->time_micros;
       const std::string receipt =
           *SignReceipt(*ReceiptFor(received, "tallinn", "helsinki"), *Key("tallinn"));
       absl::StatusOr<Receipt> verified = VerifyReceipt(receipt, Key("tallinn")->verifier());
