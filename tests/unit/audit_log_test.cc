@@ -277,8 +277,10 @@ TEST_F(AuditLogTest, QueueFullIsReportedAtOnce) {
   log->Append(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1),
               [&](absl::StatusOr<AppendResult>) { first_done.Notify(); });
   in_sync.WaitForNotification();
-  log->Append(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1), [](absl::StatusOr<AppendResult>) {});
-  absl::StatusOr<AppendResult> third = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "t", 2, 1));
+  log->Append(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1),
+              [](absl::StatusOr<AppendResult>) {});
+  absl::StatusOr<AppendResult> third =
+      log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "t", 2, 1));
   EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
   release.Notify();
   first_done.WaitForNotification();
