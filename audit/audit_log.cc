@@ -140,6 +140,7 @@ absl::Status AuditLog::Recover() {
                                                   tree_.size(),
                                                   ": checkpoint does not match the log"));
         }
+        absl::MutexLock lock(&mu_);  // no other thread yet; for the analysis
         latest_ = SignedCheckpoint{*c, entry->payload};
         unsigned_entries_ = 0;
       } else {
@@ -164,7 +165,10 @@ absl::Status AuditLog::Recover() {
     }
   }
   segment_number_ = numbers.empty() ? 1 : numbers.back();
-  size_ = tree_.size();
+  {
+    absl::MutexLock lock(&mu_);
+    size_ = tree_.size();
+  }
   return OpenSegmentForAppend(segment_number_, numbers.empty() ? 0 : length);
 }
 

@@ -201,4 +201,27 @@ Entry ReceiptEntry(const Receipt& r, absl::string_view receipt_bytes, absl::stri
   return e;
 }
 
+absl::StatusOr<std::string> SignReceiptFor(const Entry& received, uint64_t index,
+                                           int64_t time_micros, const Signer& receiver,
+                                           absl::string_view owner) {
+  Entry e = received;
+  e.index = index;
+  e.time_micros = time_micros;
+  absl::StatusOr<Receipt> r = ReceiptFor(e, receiver.name(), owner);
+  if (!r.ok()) return r.status();
+  return SignReceipt(*r, receiver);
+}
+
+absl::StatusOr<Entry> AcceptReceipt(absl::string_view receipt_bytes, const Verifier& receiver_key,
+                                    absl::string_view owner, const Entry& sent) {
+  absl::StatusOr<Receipt> r = VerifyReceipt(receipt_bytes, receiver_key);
+  if (!r.ok()) return r.status();
+  if (r->origin != owner) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("receipt acknowledges a batch of ", r->origin, ", not of ", owner));
+  }
+  if (absl::Status s = CheckReceiptMatches(*r, sent); !s.ok()) return s;
+  return ReceiptEntry(*r, receipt_bytes, sent.dataset);
+}
+
 }  // namespace uop::audit

@@ -62,4 +62,17 @@ absl::Status CheckReceiptMatches(const Receipt& receipt, const Entry& sent);
 Entry ReceiptEntry(const Receipt& receipt, absl::string_view receipt_bytes,
                    absl::string_view dataset);
 
+// Receiver side, once `received` (a batch_received entry) is durable at `index` with `time_micros`
+// (AuditSink's AppendResult): the receipt bytes for the Ack.
+absl::StatusOr<std::string> SignReceiptFor(const Entry& received, uint64_t index,
+                                           int64_t time_micros, const Signer& receiver,
+                                           absl::string_view owner);
+
+// Owner side, for the receipt in an Ack of the batch it logged as `sent` (batch_sent): checks
+// the signature with the receiver's key, that it acknowledges a batch of `owner`, and that it
+// names exactly that batch; returns the receipt entry to append. Until this succeeds and the
+// entry is durable, the batch is not delivered.
+absl::StatusOr<Entry> AcceptReceipt(absl::string_view receipt_bytes, const Verifier& receiver_key,
+                                    absl::string_view owner, const Entry& sent);
+
 }  // namespace uop::audit

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "audit/audit_log.h"
 #include "audit/checkpoint.h"
+#include "audit/fake_audit_sink.h"
 #include "audit/loaded_log.h"
 #include "audit/log_check.h"
 #include "audit/receipt.h"
@@ -135,6 +136,50 @@ TEST(AuditReceiptTest, OwnerChecksTheReceiptAgainstWhatItSent) {
   sent.record_count = 499;
   EXPECT_EQ(CheckReceiptMatches(r, sent).message(),
             "receipt record count is 500, the batch sent has 499");
+}
+
+// The receiver's record stage and the owner's acknowledge handling, against fake sinks: the
+// receipt exists only once the entry is durable, and the owner accepts only the exact batch.
+TEST(AuditReceiptTest, ReceiptOnlyAfterDurableAndOwnerAcceptsOnlyTheBatchItSent) {
+  FakeAuditSink receiver_log;
+  receiver_log.set_time_micros(1764680000000001);
+  const Entry sent = BatchEntry(EntryType::kBatchSent, "tallinn", 1000, 500);
+  Entry received = sent;
+  received.type = EntryType::kBatchReceived;
+  received.peer = "helsinki";
+  std::optional<std::string> ack_receipt;
+  receiver_log.Append(received, [&](absl::StatusOr<AppendResult> r) {
+    ASSERT_TRUE(r.ok());
+    ack_receipt = *SignReceiptFor(received, r->index, r->time_micros, *Key("tallinn"), "helsinki");
+  });
+  EXPECT_FALSE(ack_receipt.has_value());  // not durable yet: no Ack
+  ASSERT_EQ(receiver_log.Complete(), 1u);
+  ASSERT_TRUE(ack_receipt.has_value());
+
+  absl::StatusOr<Entry> accepted =
+      AcceptReceipt(*ack_receipt, Key("tallinn")->verifier(), "helsinki", sent);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->type, EntryType::kReceipt);
+  EXPECT_EQ(accepted->peer, "tallinn");
+  EXPECT_EQ(accepted->dataset, "noise");
+  EXPECT_EQ(ParseReceipt(accepted->payload)->log_index, 0u);
+  EXPECT_EQ(
+      AcceptReceipt(*ack_receipt, Key("tallinn")->verifier(), "riga", sent).status().message(),
+      "receipt acknowledges a batch of helsinki, not of riga");
+  EXPECT_EQ(AcceptReceipt(*ack_receipt, Key("riga")->verifier(), "helsinki", sent).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  Entry other = sent;
+  other.last_offset = 1498;
+  EXPECT_EQ(
+      AcceptReceipt(*ack_receipt, Key("tallinn")->verifier(), "helsinki", other).status().message(),
+      "receipt offset range is 1000..1499, the batch sent has 1000..1498");
+
+  // A log that cannot write: the append fails at once, no receipt, no Ack.
+  receiver_log.set_health(absl::UnavailableError("audit log cannot write"));
+  bool failed = false;
+  receiver_log.Append(received, [&](absl::StatusOr<AppendResult> r) { failed = !r.ok(); });
+  EXPECT_TRUE(failed);
+  EXPECT_EQ(receiver_log.durable().size(), 1u);
 }
 
 // Two nodes exchanging batches, receipts and cosignatures, each with its own log.
