@@ -59,7 +59,7 @@ void Direction(const Side& sender, const Side& receiver, ReconcileReport* out) {
   const std::string& s_name = sender.key->name();
   const std::string& r_name = receiver.key->name();
   std::map<Key, ReconciledBatch> rows;
-  std::map<Key, const Entry*> sent, receipts, received;
+  std::map<Key, const Entry*> sent, receipts, received, sender_refused, receiver_refused;
   auto row = [&](const Entry& e) -> ReconciledBatch& {
     ReconciledBatch& b = rows[Key{s_name, e.topic, *e.partition, *e.first_offset}];
     b.sender = s_name;
@@ -79,15 +79,19 @@ void Direction(const Side& sender, const Side& receiver, ReconcileReport* out) {
     } else if (e.type == EntryType::kReceipt) {
       row(e).receipt_entry = le.position;
       receipts[Key{s_name, e.topic, *e.partition, *e.first_offset}] = &e;
+    } else if (e.type == EntryType::kBatchRefused) {
+      sender_refused[Key{s_name, e.topic, *e.partition, *e.first_offset}] = &e;
     }
   }
   std::map<uint64_t, const Entry*> received_at;
   for (const LoadedEntry& le : receiver.log->entries) {
     const Entry& e = le.entry;
-    if (e.type != EntryType::kBatchReceived || e.peer != s_name || !e.partition ||
-        !e.first_offset || !e.last_offset) {
+    if (e.peer != s_name || !e.partition || !e.first_offset || !e.last_offset) continue;
+    if (e.type == EntryType::kBatchRefused) {
+      receiver_refused[Key{s_name, e.topic, *e.partition, *e.first_offset}] = &e;
       continue;
     }
+    if (e.type != EntryType::kBatchReceived) continue;
     row(e).received_entry = le.position;
     received[Key{s_name, e.topic, *e.partition, *e.first_offset}] = &e;
     received_at[le.position] = &e;
@@ -106,8 +110,15 @@ void Direction(const Side& sender, const Side& receiver, ReconcileReport* out) {
         (any_sender == nullptr || InWindow(*receiver.log, any_sender->time_micros))) {
       b.problems.push_back(absl::StrCat(r_name, " has no batch_received entry"));
     }
+    if (auto it = receiver_refused.find(key); it != receiver_refused.end()) {
+      b.problems.push_back(absl::StrCat(r_name, " refused it: ", it->second->reason));
+    }
     if (s != nullptr && r != nullptr && rc == nullptr) {
-      b.problems.push_back(absl::StrCat(s_name, " logged no receipt from ", r_name));
+      auto it = sender_refused.find(key);
+      b.problems.push_back(
+          it != sender_refused.end()
+              ? absl::StrCat(s_name, " refused ", r_name, "'s receipt: ", it->second->reason)
+              : absl::StrCat(s_name, " logged no receipt from ", r_name));
     }
     if (s != nullptr && r != nullptr) {
       if (s->batch_sha256 != r->batch_sha256) {

@@ -581,16 +581,22 @@ int Demo(const std::string& dir, int batches, bool disagree) {
       // What the receiver's record stage does: entry durable, then the receipt for the Ack.
       absl::StatusOr<audit::AppendResult> done = append(receiver, received);
       if (!done.ok()) return Fail(std::string(done.status().message()));
-      received.index = done->index;
-      received.time_micros = done->time_micros;
-      absl::StatusOr<audit::Receipt> receipt =
-          audit::ReceiptFor(received, receiver.name, owner.name);
-      absl::StatusOr<std::string> bytes = audit::SignReceipt(*receipt, *receiver.key);
-      absl::StatusOr<audit::Receipt> verified =
-          audit::VerifyReceipt(*bytes, receiver.key->verifier());
-      if (!verified.ok()) return Fail(std::string(verified.status().message()));
-      if (!(disagree && dir_i == 1 && b == 4)) {
-        append(owner, audit::ReceiptEntry(*verified, *bytes, sent.dataset)).IgnoreError();
+      absl::StatusOr<std::string> receipt = audit::SignReceiptFor(
+          received, done->index, done->time_micros, *receiver.key, owner.name);
+      if (!receipt.ok()) return Fail(std::string(receipt.status().message()));
+      // What the owner does with the receipt in the Ack: accept it only for the exact batch it
+      // sent; otherwise log the refusal (with the receipt as evidence) and do not count it.
+      if (disagree && dir_i == 1 && b == 4) continue;  // an owner that fails to log a receipt
+      absl::StatusOr<Entry> accepted =
+          audit::AcceptReceipt(*receipt, receiver.key->verifier(), owner.name, sent);
+      if (accepted.ok()) {
+        append(owner, *accepted).IgnoreError();
+      } else {
+        Entry refused = sent;
+        refused.type = EntryType::kBatchRefused;
+        refused.reason = std::string(accepted.status().message());
+        refused.payload = *receipt;
+        append(owner, refused).IgnoreError();
       }
     }
     if (b == batches / 2 || b == batches - 1) {
