@@ -150,6 +150,7 @@ TEST_F(AuditLogTest, OneFsyncCoversEveryAppendQueuedDuringThePrevious) {
   all_done.WaitForNotification();
   EXPECT_EQ(fs_.syncs(), 2);  // the first entry's, then one for the 199 queued behind it
   EXPECT_EQ(log->size(), kAppends + 1u);  // and one checkpoint, due after the second group
+  log.reset();                            // before the hook's captures go out of scope
 }
 
 TEST_F(AuditLogTest, CheckpointsEveryNEntriesAndOnClose) {
@@ -284,6 +285,7 @@ TEST_F(AuditLogTest, QueueFullIsReportedAtOnce) {
   EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
   release.Notify();
   first_done.WaitForNotification();
+  log.reset();  // before the hook's captures go out of scope
 }
 
 TEST_F(AuditLogTest, SegmentsRotateAndAMissingOneIsReported) {
