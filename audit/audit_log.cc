@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "audit/loaded_log.h"
 #include "audit/segment_reader.h"
 #include "audit/segment_writer.h"
 
@@ -264,6 +265,24 @@ absl::StatusOr<SignedCheckpoint> AuditLog::CheckpointNow() {
 std::optional<SignedCheckpoint> AuditLog::LatestCheckpoint() const {
   absl::MutexLock lock(&mu_);
   return latest_;
+}
+
+absl::StatusOr<std::vector<Hash>> AuditLog::ConsistencyProof(uint64_t old_size,
+                                                             uint64_t new_size) const {
+  if (old_size > new_size || new_size > size()) {
+    return absl::InvalidArgumentError(absl::StrCat("no consistency proof from ", old_size, " to ",
+                                                   new_size, " entries in a log of ", size()));
+  }
+  // The tail may be mid-write (a framing error there is expected); the durable prefix is whole.
+  absl::StatusOr<LoadResult> loaded = LoadDir(dir_, fs_);
+  if (!loaded.ok()) return loaded.status();
+  if (loaded->log.leaves.size() < new_size) {
+    return absl::DataLossError(absl::StrCat("audit log reads back only ", loaded->log.leaves.size(),
+                                            " of ", new_size,
+                                            " entries: ", loaded->failure->ToString()));
+  }
+  std::span<const Hash> leaves(loaded->log.leaves);
+  return ::uop::audit::ConsistencyProof(leaves.first(new_size), old_size);
 }
 
 uint64_t AuditLog::size() const {

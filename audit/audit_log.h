@@ -111,6 +111,9 @@ class AuditLog final : public AuditSink {
   absl::StatusOr<SignedCheckpoint> CheckpointNow();
 
   std::optional<SignedCheckpoint> LatestCheckpoint() const;
+  // PROOF(old_size, first new_size entries) for a witness (witness.h); new_size at most size().
+  // Reads the segments: O(log size) I/O, so once per checkpoint exchange, never per batch.
+  absl::StatusOr<std::vector<Hash>> ConsistencyProof(uint64_t old_size, uint64_t new_size) const;
   uint64_t size() const;  // durable entries
   const std::optional<RecoveryReport>& recovery() const { return recovery_; }
   const Signer& signer() const { return *signer_; }

@@ -11,6 +11,7 @@
 #include "audit/log_check.h"
 #include "audit/receipt.h"
 #include "audit/reconcile.h"
+#include "audit/witness.h"
 #include "gtest/gtest.h"
 #include "tests/unit/audit_test_util.h"
 
@@ -424,6 +425,64 @@ TEST_F(TwoCitiesTest, BundleVerifiesElsewhereAndEveryFlippedByteIsDetected) {
     const bool caught = l.failure.has_value() || !CheckLog(l.log, o).ok();
     ASSERT_TRUE(caught) << "flip at " << p;
   }
+}
+
+}  // namespace
+}  // namespace uop::audit
+
+namespace uop::audit {
+namespace {
+
+TEST_F(TwoCitiesTest, WitnessCosignsOnlyAnAppendOnlyHistory) {
+  Exchange(3, -1);
+  auto hel = Open(kHel, "helsinki");
+  const Verifier& hk = Key("helsinki")->verifier();
+  SignedCheckpoint first = *hel->CheckpointNow();
+  absl::StatusOr<std::string> cosigned =
+      WitnessCheckpoint(first.note, hk, std::nullopt, {}, *Key("tallinn"), 1796225041);
+  ASSERT_TRUE(cosigned.ok()) << cosigned.status();
+  ASSERT_TRUE(VerifyCosigned(*cosigned, hk, Key("tallinn")->verifier()).ok());
+  ASSERT_TRUE(hel->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 700, 100)).ok());
+  SignedCheckpoint second = *hel->CheckpointNow();
+  absl::StatusOr<std::vector<Hash>> proof =
+      hel->ConsistencyProof(first.checkpoint.size, second.checkpoint.size);
+  ASSERT_TRUE(proof.ok()) << proof.status();
+  EXPECT_TRUE(
+      WitnessCheckpoint(second.note, hk, first.checkpoint, *proof, *Key("tallinn"), 1796225042)
+          .ok());
+  // The old checkpoint again, or a proof that does not lead to the new one: refused.
+  EXPECT_EQ(WitnessCheckpoint(first.note, hk, second.checkpoint, {}, *Key("tallinn"), 1)
+                .status()
+                .message(),
+            absl::StrCat("helsinki's log shrank from ", second.checkpoint.size, " to ",
+                         first.checkpoint.size, " entries"));
+  std::vector<Hash> bad = *proof;
+  bad[0][0] ^= 1;
+  absl::Status s =
+      WitnessCheckpoint(second.note, hk, first.checkpoint, bad, *Key("tallinn"), 1).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(absl::StartsWith(
+      s.message(), absl::StrCat("helsinki's checkpoint of ", second.checkpoint.size,
+                                " entries does not extend the one of ", first.checkpoint.size,
+                                " we cosigned: consistency proof: ")))
+      << s;
+  hel.reset();
+
+  // A rewritten log, re-signed with the real key, cannot prove it extends what was cosigned.
+  LoadedLog original = Load(kHel);
+  fs_.Remove(absl::StrCat(kHel, "/", SegmentFileName(1)));
+  auto rebuilt = Open(kHel, "helsinki");
+  for (const LoadedEntry& le : original.entries) {
+    Entry e = le.entry;
+    if (e.type == EntryType::kCheckpoint) continue;
+    if (e.first_offset == 100) e.batch_sha256 = Sha256String("something else");
+    ASSERT_TRUE(rebuilt->AppendAndWait(e).ok());
+  }
+  SignedCheckpoint forged = *rebuilt->CheckpointNow();
+  proof = rebuilt->ConsistencyProof(first.checkpoint.size, forged.checkpoint.size);
+  ASSERT_TRUE(proof.ok());
+  s = WitnessCheckpoint(forged.note, hk, second.checkpoint, *proof, *Key("tallinn"), 3).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
 }
 
 }  // namespace
