@@ -38,7 +38,8 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_prints_it(tm
     pem_body = key.read_text().splitlines()[1]
     assert pem_body not in r.stdout + r.stderr
     vkey = (tmp_path / "k" / "audit.vkey").read_text().strip()
-    assert re.fullmatch(r"riga\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}", vkey)  # base64 of 0x01 and 32 bytes
+    # name + key id + base64(0x01 || 32-byte key)
+    assert re.fullmatch(r"riga\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}", vkey)
     assert vkey in r.stdout
     again = audit("keygen", "--name", "riga", "--out", "k", cwd=tmp_path)
     assert again.returncode == 1
@@ -46,8 +47,8 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_prints_it(tm
 
 
 def test_verify_query_prove_export_reconcile(demo):
-    r = audit("verify", "helsinki-audit", *KEYS, "--witnessed", "helsinki-witnessed-by-tallinn.note",
-              cwd=demo)
+    r = audit("verify", "helsinki-audit", *KEYS, "--witnessed",
+              "helsinki-witnessed-by-tallinn.note", cwd=demo)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.splitlines()[-1] == (
         "OK helsinki-audit: log of helsinki, 33 leaves, 33 entries checked; 5 checkpoints "
