@@ -51,6 +51,32 @@ TEST(AuditKeysTest, PemAndVkeyRoundTrip) {
   EXPECT_EQ(bad.message(), "not a PEM private key (PKCS#8)");
 }
 
+// Known answers from golang.org/x/mod/sumdb/note (note_test.go), the reference implementation of
+// C2SP signed notes: our key IDs, vkey parsing and note signatures agree with it.
+TEST(AuditKeysTest, AgreesWithTheGoSignedNoteImplementation) {
+  absl::StatusOr<Verifier> peter =
+      Verifier::FromVkey("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW");
+  ASSERT_TRUE(peter.ok()) << peter.status();
+  EXPECT_EQ(peter->note_key_id(), 0xc74f20a3u);
+  const std::string note =
+      "If you think cryptography is the answer to your problem,\n"
+      "then you don't know what your problem is.\n"
+      "\n"
+      "\xe2\x80\x94 PeterNeumann "
+      "x08go/ZJkuBS9UG/"
+      "SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+  absl::StatusOr<SignedNote> parsed = ParseNote(note);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_EQ(parsed->signatures.size(), 1u);
+  EXPECT_EQ(parsed->signatures[0].name, "PeterNeumann");
+  EXPECT_EQ(parsed->signatures[0].key_id, 0xc74f20a3u);
+  EXPECT_TRUE(peter->Verify(parsed->body, parsed->signatures[0].signature));
+  EXPECT_EQ(FormatNote(*parsed), note);
+  // A vkey whose base64 holds a '+' (transparency-dev/formats, note_cosigv1_test.go).
+  EXPECT_TRUE(
+      Verifier::FromVkey("TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6").ok());
+}
+
 TEST(AuditCheckpointTest, SignedNoteFormat) {
   auto signer = Key("helsinki.uop/audit");
   Checkpoint c{"helsinki.uop/audit", 12, LeafHash("x"), 1764680000};
