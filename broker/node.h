@@ -15,9 +15,9 @@
 #include "broker/config.h"
 #include "broker/export/export_service.h"
 #include "broker/import/import_link.h"
+#include "broker/tls_listener.h"
 #include "core/metrics.h"
 #include "kafka/client.h"
-#include "broker/tls_listener.h"
 #include "policy/policy_snapshot.h"
 
 namespace uop::broker {

@@ -148,7 +148,8 @@ TEST_F(ImportSessionTest, RefusesAnOwnerWhosePartitionCountOrTopicDiffers) {
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(st.message(), "owner answered subscribe with an unexpected message or partition count");
   st = s.OnSubscribed(Subscribed(3, "air.quality"), 3);
-  EXPECT_EQ(st.message(), "owner answered subscribe for topic 'air.quality', not 'noise.observations'");
+  EXPECT_EQ(st.message(),
+            "owner answered subscribe for topic 'air.quality', not 'noise.observations'");
   EXPECT_EQ(s.OnSubscribed(Batch(1, 0, {1}), 3).message(),
             "owner answered subscribe with an unexpected message or partition count");
 }
@@ -157,17 +158,16 @@ TEST_F(ImportSessionTest, RefusesABatchForAPartitionItDidNotSubscribe) {
   auto s = Make({{0, {}}});
   absl::Status st = s->OnOwnerMessage(Batch(1, 1, {5}));
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(st.message(), "owner sent a batch for partition 1, which this stream did not subscribe");
+  EXPECT_EQ(st.message(),
+            "owner sent a batch for partition 1, which this stream did not subscribe");
   EXPECT_FALSE(s->has_queued());
 }
 
 TEST_F(ImportSessionTest, RefusesABatchSeqThatJumpsOrRepeats) {
   auto s = Make({{0, {}}});
   ASSERT_TRUE(s->OnOwnerMessage(Batch(1, 0, {1})).ok());
-  EXPECT_EQ(s->OnOwnerMessage(Batch(3, 0, {2})).message(),
-            "owner sent batch_seq 3 after 1");
-  EXPECT_EQ(s->OnOwnerMessage(Batch(1, 0, {2})).message(),
-            "owner sent batch_seq 1 after 1");
+  EXPECT_EQ(s->OnOwnerMessage(Batch(3, 0, {2})).message(), "owner sent batch_seq 3 after 1");
+  EXPECT_EQ(s->OnOwnerMessage(Batch(1, 0, {2})).message(), "owner sent batch_seq 1 after 1");
 }
 
 TEST_F(ImportSessionTest, RefusesOffsetsThatGoBackwardsWithinAndAcrossBatches) {
@@ -184,8 +184,7 @@ TEST_F(ImportSessionTest, RefusesEmptyBatchesAndBatchesBeyondTheGrantedCredit) {
   auto s = Make({{0, {}}}, /*window_batches=*/1);
   EXPECT_EQ(s->OnOwnerMessage(Batch(1, 0, {})).message(), "owner sent batch_seq 1 with no record");
   ASSERT_TRUE(s->OnOwnerMessage(Batch(1, 0, {1})).ok());
-  EXPECT_EQ(s->OnOwnerMessage(Batch(2, 0, {2})).message(),
-            "owner exceeded the granted credit");
+  EXPECT_EQ(s->OnOwnerMessage(Batch(2, 0, {2})).message(), "owner exceeded the granted credit");
   // After the write returns the credit, the next batch is fine.
   ASSERT_TRUE(s->WriteQueued(&sink_, &audit_, &refused_).ok());
   EXPECT_TRUE(s->OnOwnerMessage(Batch(2, 0, {2})).ok());
