@@ -341,7 +341,7 @@ def test_byte_credit_may_go_negative_by_one_batch_and_is_charged_the_record_batc
 
 # ---------------------------------------------------------------------------------------- acks
 
-def test_cumulative_ack_counts_acknowledged_records_and_never_goes_back(owner: Owner):
+def test_cumulative_ack_counts_acknowledged_records_and_a_repeat_changes_nothing(owner: Owner):
     owner.produce(0, [f"v{i}" for i in range(40)])
     s = owner.stream()
     s.subscribe("tallinn", TOPIC, [(0, b"")], batches=4, bytes_=BIG)
@@ -350,13 +350,28 @@ def test_cumulative_ack_counts_acknowledged_records_and_never_goes_back(owner: O
     s.ack(2)
     through2 = sum(len(b.records) for b in batches[:2])
     wait_until(lambda: owner.acked() == through2, 10, f"{through2} records acknowledged")
-    s.ack(1)  # behind the maximum: changes nothing
+    s.ack(2)  # the same value again: changes nothing
     s.ack(4)
     through4 = sum(len(b.records) for b in batches)
     wait_until(lambda: owner.acked() == through4, 10, f"{through4} records acknowledged")
     # An Ack changes nothing about what is sent next: no credit was returned.
     s.recv_kind("heartbeat", scaled(5))
     s.cancel()
+
+
+def test_ack_that_goes_backwards_is_invalid_argument(owner: Owner):
+    owner.produce(0, [f"v{i}" for i in range(40)])
+    s = owner.stream()
+    s.subscribe("tallinn", TOPIC, [(0, b"")], batches=4, bytes_=BIG)
+    s.recv_kind("subscribed", scaled(10))
+    batches = [s.recv_kind("batch", scaled(10), skip=("heartbeat",)) for _ in range(4)]
+    s.ack(2)
+    through2 = sum(len(b.records) for b in batches[:2])
+    wait_until(lambda: owner.acked() == through2, 10, f"{through2} records acknowledged")
+    s.ack(1)
+    assert_ends(s, grpc.StatusCode.INVALID_ARGUMENT,
+                "ack through batch 1 after an ack through batch 2: acks are cumulative")
+    assert owner.acked() == through2
 
 
 def test_ack_beyond_the_last_batch_sent_is_invalid_argument(owner: Owner):

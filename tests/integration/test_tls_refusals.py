@@ -164,4 +164,9 @@ def test_nodes_presenting_leaf_and_intermediate_mirror_in_both_directions(cluste
     c = cluster.compare(hk.bootstrap, TOPIC, tk.bootstrap, wait=60)
     assert c["ok"] and (c["source"], c["target"], c["lost"], c["duplicated"]) == (300, 300, 0, 0), c
     assert h.events("tls_peer_connected", peer="tallinn")
-    assert not h.events("tls_peer_refused") and not t.events("tls_peer_refused")
+    # The certificate check accepted both chains. (On a loaded machine gRPC's client may abandon
+    # its first handshake ("handshaker shutdown") and retry; that one is logged as ended before
+    # the check, which says nothing about the chain, and is therefore not counted here.)
+    checked = [e for e in h.events("tls_peer_refused") + t.events("tls_peer_refused")
+               if e["reason"] != BEFORE_CHECK]
+    assert not checked, checked
