@@ -209,11 +209,21 @@ absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportSubscription:
     return s;
   }
   const rd_kafka_topic_partition_t& tp = committed->elems[0];
-  if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.metadata != nullptr) {
+  if (absl::Status s = kafka::FromCode(tp.err, "recover: committed position of the partition");
+      !s.ok()) {
+    return s;  // never fall back to "nothing held" on an error: that would rewrite everything
+  }
+  if (tp.offset >= 0 || tp.metadata_size > 0) {
     std::optional<core::PartitionCheckpoint> position = core::DecodePositionMetadata(
         absl::string_view(static_cast<const char*>(tp.metadata), tp.metadata_size));
     core::PartitionCheckpoint& cp = checkpoints[partition_];
-    if (position.has_value() && position->last_offset() > cp.last_offset()) {
+    if (!position.has_value()) {
+      // Not ours (e.g. kafka-consumer-groups --reset-offsets): say so, start from the tails.
+      log::Warn("import_position_unreadable", {{"topic", target_topic_},
+                                               {"partition", std::to_string(partition_)},
+                                               {"group", group_id_},
+                                               {"offset", std::to_string(tp.offset)}});
+    } else if (position->last_offset() > cp.last_offset()) {
       log::Warn("import_position_from_group",
                 {{"topic", target_topic_},
                  {"partition", std::to_string(partition_)},
