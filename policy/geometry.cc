@@ -262,8 +262,15 @@ absl::StatusOr<std::shared_ptr<const Area>> Area::FromGeoJson(std::string_view t
   }
   if (!status.ok()) return status;
   if (all.empty()) return absl::InvalidArgumentError("no polygon");
-  std::string reason;
-  if (!bg::is_valid(all, reason)) {
+  bg::validity_failure_type failure;
+  if (!bg::is_valid(all, failure)) {
+    // Rings are corrected (oriented) before the check, so a ring still "wrongly oriented"
+    // crosses itself: a bow tie has no orientation.
+    if (failure == bg::failure_wrong_orientation) {
+      return absl::InvalidArgumentError("invalid polygon: a ring crosses itself");
+    }
+    std::string reason;
+    bg::is_valid(all, reason);
     return absl::InvalidArgumentError(absl::StrCat("invalid polygon: ", reason));
   }
   auto impl = std::make_unique<Impl>();

@@ -565,10 +565,10 @@ class Loader {
         Warn(fields["pseudonymise"][i].Mark(), k, absl::StrCat("dead rule: '", p, "' is not kept"));
       }
     }
-    if (!f.pseudonymise.empty() && f.record_key == RecordKeyRule::kKeep) {
+    if (!f.pseudonymise.empty() && !fields["record_key"].IsDefined()) {
       Warn(fields["pseudonymise"].Mark(), w + ".record_key",
            "fields are pseudonymised but the Kafka record key leaves as it is (often the same "
-           "identifier): set record_key: pseudonymise or drop, or keep to silence this");
+           "identifier): set record_key: pseudonymise, drop or keep");
     }
     return absl::OkStatus();
   }
@@ -582,6 +582,7 @@ class Loader {
                    "spatial rules need the dataset's 'location' (the JSON path of its geometry)");
     }
     SpatialRules& s = share->spatial;
+    s.active = true;
     if (spatial["within"].IsDefined()) {
       const std::string ww = w + ".within";
       ASSIGN_OR_RETURN(YAML::Node within, Map(spatial, "within", ww));
@@ -839,7 +840,7 @@ class Loader {
       } else if (sp.generalise == SpatialRules::Generalise::kDecimals) {
         absl::StrAppend(&c, "  spatial.generalise.decimals: ", sp.decimals, "\n");
       }
-      if (!s->location.empty() && (!sp.empty() || s->aggregate)) {
+      if (!s->location.empty() && sp.active) {
         absl::StrAppend(&c, "  spatial.no_location: ", sp.deny_without_location ? "deny" : "allow",
                         "\n");
       }

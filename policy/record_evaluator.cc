@@ -379,7 +379,7 @@ struct RecordEvaluator::Impl {
         return WithheldReason::kNotObservation;
       }
     }
-    if (!s.location.empty()) {
+    if (!s.location.empty() && s.spatial.active) {
       found.clear();
       Resolve(root, s.location, &found, 0);
       if (found.size() > 1) {

@@ -63,7 +63,8 @@ struct SpatialRules {
   double grid_m = 0;
   int decimals = 0;
   bool deny_without_location = true;  // no_location: deny (default) | allow
-  bool empty() const { return within == nullptr && generalise == Generalise::kNone; }
+  bool active = false;                // a spatial block is present: location rules apply
+  bool empty() const { return !active; }
 };
 
 enum class AggregateFunction { kCount, kSum, kMean, kMin, kMax };
