@@ -23,6 +23,7 @@
 #include "broker/log.h"
 #include "broker/provenance.h"
 #include "tools/uopctl/kafka_topic_reader.h"
+#include "tools/uopctl/policy_cmd.h"
 
 namespace {
 
@@ -325,6 +326,9 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "policy") {
+    return uop::tools::PolicyMain(argc - 1, argv + 1);  // lint, explain, diff, test
+  }
   CLI::App app{"uopctl: command line for uop-federation"};
   app.require_subcommand(1);
 
