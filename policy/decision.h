@@ -24,7 +24,7 @@ enum class WithheldReason : uint8_t {
 inline constexpr int kWithheldReasonCount = 12;
 
 // Stable snake_case names: metric labels and explain output. Never change one.
-std::string_view WithheldReasonName(WithheldReason reason);
+const char* WithheldReasonName(WithheldReason reason);
 
 struct Decision {
   enum class Verdict : uint8_t {

@@ -69,7 +69,7 @@ const char* AggregateFunctionName(AggregateFunction f) {
   return "?";
 }
 
-std::string_view WithheldReasonName(WithheldReason reason) {
+const char* WithheldReasonName(WithheldReason reason) {
   switch (reason) {
     case WithheldReason::kNone:
       return "none";

@@ -423,6 +423,11 @@ struct RecordEvaluator::Impl {
         Note("fields.record_key: pseudonymise: key replaced by HMAC-SHA256");
         break;
     }
+    if (trace != nullptr && has_keep) {
+      std::string kept;
+      for (const auto& k : s.fields.keep) absl::StrAppend(&kept, kept.empty() ? "" : ", ", k);
+      Note(absl::StrCat("fields.keep: only these leave: ", kept));
+    }
     out_value->clear();
     out_value->reserve(value.size());
     live_by_depth[0].clear();

@@ -20,15 +20,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
        R"([[4,4],[4,6],[6,6],[6,4],[4,4]]]})"},
   };
   auto snapshot = uop::policy::PolicySnapshot::FromFiles(files, {"tallinn", "riga"});
+  // The key may only show up in a message if the policy text itself holds it.
+  const bool text_has_key = text.find(kKey) != std::string::npos;
   if (!snapshot.ok()) {
-    if (snapshot.status().message().find(kKey) != std::string::npos) std::abort();
+    if (!text_has_key && snapshot.status().message().find(kKey) != std::string::npos) {
+      std::abort();
+    }
     return 0;
   }
   const auto& s = **snapshot;
   if (s.version().size() != 23) std::abort();
-  if (s.canonical().find(kKey) != std::string::npos) std::abort();
+  if (!text_has_key && s.canonical().find(kKey) != std::string::npos) std::abort();
   for (const auto& w : s.warnings()) {
-    if (w.ToString().find(kKey) != std::string::npos) std::abort();
+    if (!text_has_key && w.ToString().find(kKey) != std::string::npos) std::abort();
   }
   for (const uop::policy::Share* share : s.Shares()) {
     if (!s.Allows(share->dataset, share->peer)) std::abort();
