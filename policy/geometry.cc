@@ -341,7 +341,10 @@ void SnapToGrid(double grid_m, double* lon, double* lat) {
 }
 
 double RoundToDecimals(double value, int decimals) {
-  const double scale = std::pow(10.0, decimals);
+  static constexpr double kScale[] = {1,   1e1, 1e2, 1e3,  1e4,  1e5, 1e6,
+                                      1e7, 1e8, 1e9, 1e10, 1e11, 1e12};
+  const double scale =
+      decimals >= 0 && decimals <= 12 ? kScale[decimals] : std::pow(10.0, decimals);
   const double r = std::round(value * scale) / scale;
   return r == 0 ? 0.0 : r;  // no "-0"
 }

@@ -5,7 +5,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 
 namespace uop::policy {
 
@@ -42,20 +45,38 @@ Pseudonymiser::~Pseudonymiser() {
 }
 
 void Pseudonymiser::AppendHex(std::string_view data, std::string* out) {
+  char hex[kHexSize];
+  Hex(data, hex);
+  out->append(hex, kHexSize);
+}
+
+void Pseudonymiser::Hex(std::string_view data, char* hex) {
+  Slot* slot = nullptr;
+  if (data.size() <= kMaxCachedInput) {
+    slot = &cache_[std::hash<std::string_view>{}(data) % kSlots];
+    if (slot->used && slot->input == data) {
+      std::memcpy(hex, slot->hex, kHexSize);
+      return;
+    }
+  }
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_MD_CTX_copy_ex(work_, inner_) != 1 ||
       EVP_DigestUpdate(work_, data.data(), data.size()) != 1 ||
       EVP_DigestFinal_ex(work_, digest, &len) != 1 || EVP_MD_CTX_copy_ex(work_, outer_) != 1 ||
-      EVP_DigestUpdate(work_, digest, len) != 1 || EVP_DigestFinal_ex(work_, digest, &len) != 1) {
+      EVP_DigestUpdate(work_, digest, len) != 1 || EVP_DigestFinal_ex(work_, digest, &len) != 1 ||
+      len * 2 != kHexSize) {
     std::abort();
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  const size_t at = out->size();
-  out->resize(at + 2 * len);
+  static constexpr char kHexDigits[] = "0123456789abcdef";
   for (unsigned int i = 0; i < len; ++i) {
-    (*out)[at + 2 * i] = kHex[digest[i] >> 4];
-    (*out)[at + 2 * i + 1] = kHex[digest[i] & 0xf];
+    hex[2 * i] = kHexDigits[digest[i] >> 4];
+    hex[2 * i + 1] = kHexDigits[digest[i] & 0xf];
+  }
+  if (slot != nullptr) {
+    slot->input.assign(data);
+    std::memcpy(slot->hex, hex, kHexSize);
+    slot->used = true;
   }
 }
 

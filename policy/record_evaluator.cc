@@ -2,11 +2,15 @@
 // keep, drop, pseudonymise and generalise rules.
 #include "policy/record_evaluator.h"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include <simdjson.h>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "policy/geometry.h"
@@ -18,13 +22,63 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
 
-void AppendJsonString(std::string* out, std::string_view s) {
+namespace {
+
+// An output buffer over a std::string with inline appends: std::string's own append and
+// push_back are out-of-line calls into libstdc++ (an extern template), which cost more than the
+// rest of the writer. The string is sized up front and trimmed when the Out goes away.
+class Out {
+ public:
+  Out(std::string* s, size_t hint) : s_(s), len_(s->size()) {
+    if (s_->size() < len_ + hint + 256) s_->resize(len_ + hint + 256);
+    data_ = s_->data();
+    cap_ = s_->size();
+  }
+  ~Out() { s_->resize(len_); }
+  Out(const Out&) = delete;
+  Out& operator=(const Out&) = delete;
+
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void push_back(char c) {
+    if (len_ == cap_) Grow(1);
+    data_[len_++] = c;
+  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void append(const char* p, size_t n) {
+    if (cap_ - len_ < n) Grow(n);
+    std::memcpy(data_ + len_, p, n);
+    len_ += n;
+  }
+  void append(std::string_view v) { append(v.data(), v.size()); }
+  void append(const char* p) { append(p, std::strlen(p)); }
+  size_t size() const { return len_; }
+  void resize(size_t n) { len_ = n; }  // only ever shrinks: rolls back a member
+
+ private:
+  void Grow(size_t n) {
+    s_->resize(std::max(cap_ * 2, len_ + n + 64));
+    data_ = s_->data();
+    cap_ = s_->size();
+  }
+  std::string* s_;
+  char* data_;
+  size_t len_;
+  size_t cap_;
+};
+
+constexpr std::array<bool, 256> kNeedsEscape = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 0x20; ++c) t[c] = true;
+  t['"'] = t['\\'] = true;
+  return t;
+}();
+
+template <typename O>
+void JsonStringTo(O* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
   size_t run = 0;  // start of the current stretch that needs no escaping
   for (size_t i = 0; i < s.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (!kNeedsEscape[c]) continue;
     out->append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
@@ -53,13 +107,19 @@ void AppendJsonString(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
-void AppendJsonDouble(std::string* out, double v) {
+template <typename O>
+void JsonDoubleTo(O* out, double v) {
   char buf[40];
   auto res = std::to_chars(buf, buf + sizeof(buf), v);
   std::string_view text(buf, static_cast<size_t>(res.ptr - buf));
   out->append(text);
   if (text.find_first_of(".e") == std::string_view::npos) out->append(".0");
 }
+
+}  // namespace
+
+void AppendJsonString(std::string* out, std::string_view s) { JsonStringTo(out, s); }
+void AppendJsonDouble(std::string* out, double v) { JsonDoubleTo(out, v); }
 
 std::string FormatTime(int64_t epoch_ms) {
   const absl::Time t = absl::FromUnixMillis(epoch_ms);
@@ -82,10 +142,10 @@ struct Live {
   uint16_t pos;
 };
 
-void AppendInt(std::string* out, auto v) {
+void AppendInt(Out* out, auto v) {
   char buf[24];
   auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  out->append(buf, res.ptr);
+  out->append(buf, static_cast<size_t>(res.ptr - buf));
 }
 
 // All members of `root` at the dotted `path`. A key may itself contain dots ("@iot.id"): a
@@ -93,13 +153,13 @@ void AppendInt(std::string* out, auto v) {
 void Resolve(const element& e, std::string_view path, std::vector<element>* found, int depth) {
   object obj;
   if (depth > 64 || e.get_object().get(obj) != simdjson::SUCCESS) return;
-  for (auto field : obj) {
-    std::string_view k = field.key;
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const std::string_view k = it.key();
     if (path.size() < k.size() || path.compare(0, k.size(), k) != 0) continue;
     if (path.size() == k.size()) {
-      found->push_back(field.value);
+      found->push_back(it.value());
     } else if (path[k.size()] == '.') {
-      Resolve(field.value, path.substr(k.size() + 1), found, depth + 1);
+      Resolve(it.value(), path.substr(k.size() + 1), found, depth + 1);
     }
   }
 }
@@ -153,23 +213,30 @@ struct RecordEvaluator::Impl {
     live_by_depth.resize(4);
   }
 
-  void Note(std::string line) {
-    if (trace != nullptr) trace->push_back(std::move(line));
+  // Formats only when explaining: the hot path must not build strings it throws away.
+  template <typename... Args>
+  void Note(const Args&... args) {
+    if (trace != nullptr) trace->push_back(absl::StrCat(args...));
   }
 
-  void PseudonymOf(const element& e, std::string* out) {
+  void PseudonymOf(const element& e, Out* out) {
+    char hex[Pseudonymiser::kHexSize];
     std::string_view s;
     if (e.get_string().get(s) == simdjson::SUCCESS) {
-      pseudonymiser->AppendHex(s, out);
-      return;
+      pseudonymiser->Hex(s, hex);
+    } else {
+      scratch.clear();
+      {
+        Out canonical(&scratch, 64);
+        WriteValue(e, &canonical, false);
+      }
+      pseudonymiser->Hex(scratch, hex);
     }
-    scratch.clear();
-    WriteValue(e, &scratch, false);
-    pseudonymiser->AppendHex(scratch, out);
+    out->append(hex, sizeof(hex));
   }
 
   // A position inside the location: lon and lat generalised, further members (altitude) kept.
-  bool WritePosition(const array& a, std::string* out) {
+  bool WritePosition(const array& a, Out* out) {
     if (a.size() < 2) return false;
     double lon = 0, lat = 0;
     size_t i = 0;
@@ -186,9 +253,9 @@ struct RecordEvaluator::Impl {
       lat = RoundToDecimals(lat, share->spatial.decimals);
     }
     out->push_back('[');
-    AppendJsonDouble(out, lon);
+    JsonDoubleTo(out, lon);
     out->push_back(',');
-    AppendJsonDouble(out, lat);
+    JsonDoubleTo(out, lat);
     i = 0;
     for (element n : a) {
       if (i++ < 2) continue;
@@ -201,18 +268,20 @@ struct RecordEvaluator::Impl {
 
   // Writes `e` whole. Inside the location (`in_location`), positions are generalised and
   // "bbox" members are left out (they would tell the exact extent).
-  void WriteValue(const element& e, std::string* out, bool in_location) {
+  void WriteValue(const element& e, Out* out, bool in_location) {
     switch (e.type()) {
       case element_type::OBJECT: {
         out->push_back('{');
         bool first = true;
-        for (auto field : object(e)) {
-          if (in_location && field.key == "bbox") continue;
+        const object obj(e);
+        for (auto it = obj.begin(); it != obj.end(); ++it) {
+          const std::string_view key = it.key();
+          if (in_location && key == "bbox") continue;
           if (!first) out->push_back(',');
           first = false;
-          AppendJsonString(out, field.key);
+          JsonStringTo(out, key);
           out->push_back(':');
-          WriteValue(field.value, out, in_location);
+          WriteValue(it.value(), out, in_location);
         }
         out->push_back('}');
         return;
@@ -238,7 +307,7 @@ struct RecordEvaluator::Impl {
         return;
       }
       case element_type::STRING:
-        AppendJsonString(out, std::string_view(e));
+        JsonStringTo(out, std::string_view(e));
         return;
       case element_type::INT64:
         AppendInt(out, int64_t(e));
@@ -247,7 +316,7 @@ struct RecordEvaluator::Impl {
         AppendInt(out, uint64_t(e));
         return;
       case element_type::DOUBLE:
-        AppendJsonDouble(out, double(e));
+        JsonDoubleTo(out, double(e));
         return;
       case element_type::BOOL:
         out->append(bool(e) ? "true" : "false");
@@ -260,19 +329,25 @@ struct RecordEvaluator::Impl {
 
   // Writes the members of `obj` that the field rules let out. `kept`: an ancestor (or the
   // empty keep list) keeps everything below unless dropped. Returns how many were written.
-  int WriteObject(const object& obj, size_t depth, bool kept, bool in_location, std::string* out) {
+  int WriteObject(const object& obj, size_t depth, bool kept, bool in_location, Out* out) {
     if (live_by_depth.size() <= depth + 1) live_by_depth.resize(depth + 2);
     int written = 0;
     out->push_back('{');
-    for (auto field : obj) {
-      const std::string_view key = field.key;
+    // Iterators, not `for (auto field : obj)`: GCC builds simdjson's key_value_pair with two
+    // stores and reads it back with one 16-byte load, a store-forwarding stall per member.
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      const std::string_view key = it.key();
       std::vector<Live>& child = live_by_depth[depth + 1];
       child.clear();
       uint8_t exact = 0;
       bool keep_below = false;
       for (const Live& l : live_by_depth[depth]) {
         const std::string& p = rules[l.rule].path;
-        if (p.size() - l.pos < key.size() || p.compare(l.pos, key.size(), key) != 0) continue;
+        // The first byte rules out almost every pair before a memcmp call.
+        if (p.size() - l.pos < key.size() || key.empty() || p[l.pos] != key[0] ||
+            std::memcmp(p.data() + l.pos, key.data(), key.size()) != 0) {
+          continue;
+        }
         const size_t next = l.pos + key.size();
         if (next == p.size()) {
           exact |= rules[l.rule].kinds;
@@ -285,10 +360,10 @@ struct RecordEvaluator::Impl {
         const size_t mark = path_for_trace.size();
         if (mark > 0) path_for_trace.push_back('.');
         path_for_trace.append(key);
-        WriteMember(field.value, key, depth, kept, in_location, exact, keep_below, out, &written);
+        WriteMember(it.value(), key, depth, kept, in_location, exact, keep_below, out, &written);
         path_for_trace.resize(mark);
       } else {
-        WriteMember(field.value, key, depth, kept, in_location, exact, keep_below, out, &written);
+        WriteMember(it.value(), key, depth, kept, in_location, exact, keep_below, out, &written);
       }
     }
     out->push_back('}');
@@ -296,33 +371,32 @@ struct RecordEvaluator::Impl {
   }
 
   void WriteMember(const element& value, std::string_view key, size_t depth, bool kept,
-                   bool in_location, uint8_t exact, bool keep_below, std::string* out,
-                   int* written) {
+                   bool in_location, uint8_t exact, bool keep_below, Out* out, int* written) {
     if (exact & kDrop) {
-      Note(absl::StrCat("fields.drop: ", path_for_trace, " removed"));
+      Note("fields.drop: ", path_for_trace, " removed");
       return;
     }
     const bool member_kept = kept || (exact & kKeep) != 0;
     if (!member_kept && !keep_below) {
-      if (has_keep && depth == 0) Note(absl::StrCat("fields.keep: ", path_for_trace, " not kept"));
+      if (has_keep && depth == 0) Note("fields.keep: ", path_for_trace, " not kept");
       return;
     }
     if (in_location && key == "bbox") return;
     const size_t mark = out->size();
     if (*written > 0) out->push_back(',');
-    AppendJsonString(out, key);
+    JsonStringTo(out, key);
     out->push_back(':');
     const bool location = in_location || (exact & kLocation) != 0;
     if (member_kept && (exact & kPseudo)) {
       out->push_back('"');
       PseudonymOf(value, out);
       out->push_back('"');
-      Note(absl::StrCat("fields.pseudonymise: ", path_for_trace, " replaced by HMAC-SHA256 (key '",
-                        share->fields.key->name(), "')"));
+      Note("fields.pseudonymise: ", path_for_trace, " replaced by HMAC-SHA256 (key '",
+           share->fields.key->name(), "')");
       ++*written;
       return;
     }
-    if ((exact & kLocation) && member_kept) {
+    if ((exact & kLocation) && member_kept && trace != nullptr) {
       Note(share->spatial.generalise == SpatialRules::Generalise::kGrid
                ? absl::StrCat("spatial.generalise: ", path_for_trace, " snapped to a ",
                               share->spatial.grid_m, " m grid")
@@ -352,8 +426,10 @@ struct RecordEvaluator::Impl {
     const Share& s = *share;
     if (s.retention.has_value() && !s.aggregate.has_value() &&
         absl::FromUnixMillis(timestamp_ms) + *s.retention < now) {
-      Note(absl::StrCat("retention: record time ", FormatTime(timestamp_ms), " is older than ",
-                        absl::FormatDuration(*s.retention), ": withheld"));
+      if (trace != nullptr) {
+        Note("retention: record time ", FormatTime(timestamp_ms), " is older than ",
+             absl::FormatDuration(*s.retention), ": withheld");
+      }
       return WithheldReason::kPastRetention;
     }
     element root;
@@ -363,8 +439,8 @@ struct RecordEvaluator::Impl {
       return WithheldReason::kNone;
     }
     if (auto err = parser.parse(value.data(), value.size()).get(root); err != simdjson::SUCCESS) {
-      Note(absl::StrCat("format ", FormatName(s.format), ": not JSON (",
-                        simdjson::error_message(err), "): withheld"));
+      Note("format ", FormatName(s.format), ": not JSON (", simdjson::error_message(err),
+           "): withheld");
       return WithheldReason::kNotJson;
     }
     if (s.format == Format::kSensorThingsObservation) {
@@ -383,7 +459,7 @@ struct RecordEvaluator::Impl {
       found.clear();
       Resolve(root, s.location, &found, 0);
       if (found.size() > 1) {
-        Note(absl::StrCat("location: ", s.location, " appears ", found.size(), " times: withheld"));
+        Note("location: ", s.location, " appears ", found.size(), " times: withheld");
         return WithheldReason::kBadLocation;
       }
       if (found.empty() || found[0].is_null()) {
@@ -392,17 +468,17 @@ struct RecordEvaluator::Impl {
               absl::StrCat("spatial.no_location: deny: no geometry at ", s.location, ": withheld"));
           return WithheldReason::kNoLocation;
         }
-        Note(absl::StrCat("spatial.no_location: allow: no geometry at ", s.location));
+        Note("spatial.no_location: allow: no geometry at ", s.location);
       } else if (s.spatial.within != nullptr) {
         switch (s.spatial.within->Check(found[0])) {
           case Containment::kInvalid:
-            Note(absl::StrCat("location: ", s.location, " is not a GeoJSON geometry: withheld"));
+            Note("location: ", s.location, " is not a GeoJSON geometry: withheld");
             return WithheldReason::kBadLocation;
           case Containment::kOutside:
-            Note(absl::StrCat("spatial.within ", s.spatial.within_source, ": outside: withheld"));
+            Note("spatial.within ", s.spatial.within_source, ": outside: withheld");
             return WithheldReason::kOutsideArea;
           case Containment::kInside:
-            Note(absl::StrCat("spatial.within ", s.spatial.within_source, ": inside"));
+            Note("spatial.within ", s.spatial.within_source, ": inside");
             break;
         }
       }
@@ -426,18 +502,18 @@ struct RecordEvaluator::Impl {
     if (trace != nullptr && has_keep) {
       std::string kept;
       for (const auto& k : s.fields.keep) absl::StrAppend(&kept, kept.empty() ? "" : ", ", k);
-      Note(absl::StrCat("fields.keep: only these leave: ", kept));
+      Note("fields.keep: only these leave: ", kept);
     }
     out_value->clear();
-    out_value->reserve(value.size());
+    Out out(out_value, value.size());
     live_by_depth[0].clear();
     for (size_t i = 0; i < rules.size(); ++i) live_by_depth[0].push_back({uint16_t(i), 0});
     path_for_trace.clear();
     object obj;
     if (root.get_object().get(obj) == simdjson::SUCCESS) {
-      WriteObject(obj, 0, !has_keep, false, out_value);
+      WriteObject(obj, 0, !has_keep, false, &out);
     } else {
-      WriteValue(root, out_value, false);  // a JSON array or scalar: paths cannot address it
+      WriteValue(root, &out, false);  // a JSON array or scalar: paths cannot address it
     }
     return WithheldReason::kNone;
   }
@@ -451,7 +527,7 @@ struct RecordEvaluator::Impl {
       std::string_view text;
       if (found.size() != 1 || found[0].get_string().get(text) != simdjson::SUCCESS ||
           !ParseEventTime(text, &in->event_time_ms)) {
-        Note(absl::StrCat("aggregate.time: ", a.time, " is not one RFC 3339 time: withheld"));
+        Note("aggregate.time: ", a.time, " is not one RFC 3339 time: withheld");
         return WithheldReason::kNoAggregateValue;
       }
     }
@@ -459,27 +535,28 @@ struct RecordEvaluator::Impl {
     Resolve(root, a.of, &found, 0);
     if (found.size() != 1 || !found[0].is_number() ||
         found[0].get_double().get(in->value) != simdjson::SUCCESS || !std::isfinite(in->value)) {
-      Note(absl::StrCat("aggregate.of: ", a.of, " is not one number: withheld"));
+      Note("aggregate.of: ", a.of, " is not one number: withheld");
       return WithheldReason::kNoAggregateValue;
     }
     in->group.clear();
+    Out group(&in->group, 80);
     if (!a.by.empty()) {
       found.clear();
       Resolve(root, a.by, &found, 0);
       if (found.size() != 1 || found[0].is_object() || found[0].is_array()) {
-        Note(absl::StrCat("aggregate.by: ", a.by, " is not one scalar: withheld"));
+        Note("aggregate.by: ", a.by, " is not one scalar: withheld");
         return WithheldReason::kNoAggregateValue;
       }
       bool pseudonymise = false;
       for (const auto& p : share->fields.pseudonymise) pseudonymise = pseudonymise || p == a.by;
       if (pseudonymise) {
-        in->group.push_back('"');
-        PseudonymOf(found[0], &in->group);
-        in->group.push_back('"');
-        Note(absl::StrCat("fields.pseudonymise: aggregate key ", a.by,
-                          " replaced by HMAC-SHA256 (key '", share->fields.key->name(), "')"));
+        group.push_back('"');
+        PseudonymOf(found[0], &group);
+        group.push_back('"');
+        Note("fields.pseudonymise: aggregate key ", a.by, " replaced by HMAC-SHA256 (key '",
+             share->fields.key->name(), "')");
       } else {
-        WriteValue(found[0], &in->group, false);
+        WriteValue(found[0], &group, false);
       }
     }
     return WithheldReason::kNone;
