@@ -286,6 +286,29 @@ TEST(PolicyRulesTest, AcceptRules) {
             "another rule");
 }
 
+TEST(PolicyRulesTest, LoadDirectoryReadsAreasAndKeysBesideTheRules) {
+  const std::string dir = std::string(UOP_SOURCE_DIR) + "/deploy/examples/policies-helsinki";
+  auto s = PolicySnapshot::LoadDirectory(dir, {"tallinn"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE((*s)->warnings().empty());
+  const Share* air = (*s)->FindShare("air.quality", "tallinn");
+  ASSERT_NE(air, nullptr);
+  ASSERT_NE(air->spatial.within, nullptr);
+  EXPECT_EQ(air->spatial.within_source, "polygon areas/helsinki.geojson");
+  EXPECT_TRUE(air->spatial.within->CoversPoint(24.95, 60.17));    // the centre
+  EXPECT_FALSE(air->spatial.within->CoversPoint(25.05, 60.145));  // Santahamina, the hole
+  EXPECT_TRUE(air->spatial.within->CoversPoint(25.03, 60.145));   // the hole's edge
+  EXPECT_EQ(air->fields.key->name(), "tallinn-2026");
+  // Keys elsewhere: the directory's own keys/ is not read.
+  auto other = PolicySnapshot::LoadDirectory(dir, {"tallinn"}, {.keys_dir = "/nonexistent"});
+  ASSERT_FALSE(other.ok());
+  EXPECT_THAT(other.status().message(),
+              HasSubstr("key 'shares[0].fields.pseudonym_key': pseudonymisation key "
+                        "'tallinn-2026' not found (keys/tallinn-2026.key)"));
+  EXPECT_EQ(PolicySnapshot::LoadDirectory(dir + "/missing", {"tallinn"}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST(PolicyRulesTest, Durations) {
   EXPECT_EQ(ParsePolicyDuration("30d"), absl::Hours(720));
   EXPECT_EQ(ParsePolicyDuration("15m"), absl::Minutes(15));

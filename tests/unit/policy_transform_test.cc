@@ -317,6 +317,35 @@ TEST(PolicyTransformTest, RetentionAndValidity) {
             WithheldReason::kNotValid);
 }
 
+TEST(PolicyTransformTest, ExplainTracesEveryRuleAndNeverTheKey) {
+  auto s = PolicySnapshot::FromFiles(
+      {{"noise.yaml", kHelsinkiToTallinn}, {"keys/tallinn-2026.key", kKey}}, kPeers);
+  ASSERT_TRUE(s.ok()) << s.status();
+  RecordEvaluator evaluator((*s)->FindShare("noise.observations", "tallinn"));
+  std::vector<std::string> trace;
+  std::string key, value;
+  ASSERT_EQ(evaluator.Evaluate("hel-kauppatori-laeq", kObservation, 0, kNow, &key, &value, nullptr,
+                               &trace),
+            WithheldReason::kNone);
+  EXPECT_THAT(
+      trace,
+      ElementsAre("spatial.within bbox [24.5, 59.9, 25.3, 60.4]: inside",
+                  "fields.record_key: pseudonymise: key replaced by HMAC-SHA256",
+                  "fields.keep: only these leave: result, phenomenonTime, Datastream.@iot.id, "
+                  "FeatureOfInterest",
+                  "fields.keep: @iot.id not kept", "fields.keep: parameters not kept",
+                  "fields.pseudonymise: Datastream.@iot.id replaced by HMAC-SHA256 (key "
+                  "'tallinn-2026')",
+                  "fields.drop: FeatureOfInterest.description removed",
+                  "spatial.generalise: FeatureOfInterest.feature snapped to a 250 m grid"));
+  for (const std::string& line : trace) EXPECT_EQ(line.find(kKey), std::string::npos) << line;
+  trace.clear();
+  EXPECT_EQ(evaluator.Evaluate("k", PointAt(0, 0), 0, kNow, &key, &value, nullptr, &trace),
+            WithheldReason::kNotObservation);
+  EXPECT_THAT(trace, ElementsAre("format sensorthings-observation: not an object with 'result' "
+                                 "and a string 'phenomenonTime': withheld"));
+}
+
 TEST(PolicyTransformTest, ResumeRejectsForeignTokensAndUnsharedDatasets) {
   auto s = PolicySnapshot::FromFiles({{"n.yaml",
                                        "dataset: noise.observations\nshares:\n  - "
