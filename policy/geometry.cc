@@ -278,7 +278,15 @@ absl::StatusOr<std::shared_ptr<const Area>> Area::FromGeoJson(std::string_view t
   return std::shared_ptr<const Area>(new Area(std::move(impl)));
 }
 
-Containment Area::Check(const element& geometry) const { return impl_->CheckGeometry(geometry, 0); }
+Containment Area::Check(const element& geometry) const {
+  // Boost's relate may throw on a record's invalid geometry (e.g. overlay_invalid_input): a
+  // record from the wire must never take the transform down.
+  try {
+    return impl_->CheckGeometry(geometry, 0);
+  } catch (const std::exception&) {
+    return Containment::kInvalid;
+  }
+}
 
 bool Area::CoversPoint(double lon, double lat) const { return impl_->Covers(Point(lon, lat)); }
 

@@ -883,7 +883,14 @@ absl::StatusOr<std::shared_ptr<const PolicySnapshot>> PolicySnapshot::FromFiles(
     const std::map<std::string, std::string>& files, const std::set<std::string>& known_peers) {
   auto snapshot = std::shared_ptr<PolicySnapshot>(new PolicySnapshot());
   Loader loader(files, known_peers, snapshot.get());
-  RETURN_IF_ERROR(loader.Run());
+  // yaml-cpp reports misuse of a node (InvalidNode, BadConversion) by exception; the loader
+  // checks before it converts, so one reaching here is a loader bug, reported as a bad policy
+  // rather than a crash of the node.
+  try {
+    RETURN_IF_ERROR(loader.Run());
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("policy: ", e.what()));
+  }
   return std::shared_ptr<const PolicySnapshot>(std::move(snapshot));
 }
 
