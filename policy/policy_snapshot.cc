@@ -679,6 +679,9 @@ class Loader {
     a.lateness = absl::ZeroDuration();
     if (agg["lateness"].IsDefined()) {
       ASSIGN_OR_RETURN(a.lateness, DurationOf(agg["lateness"], w + ".lateness"));
+      if (a.lateness > absl::Hours(24 * 31)) {
+        return Error(agg["lateness"].Mark(), w + ".lateness", "expected at most 31d");
+      }
     }
     if (agg["by"].IsDefined()) {
       ASSIGN_OR_RETURN(a.by, Path(agg["by"], w + ".by"));

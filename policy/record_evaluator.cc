@@ -531,6 +531,15 @@ struct RecordEvaluator::Impl {
         return WithheldReason::kNoAggregateValue;
       }
     }
+    // RFC 3339 years 0000-9999: window arithmetic on anything beyond would overflow int64
+    // (a fuzzer found year 24444444052).
+    constexpr int64_t kMinEventMs = -62167219200000;  // 0000-01-01T00:00:00Z
+    constexpr int64_t kMaxEventMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
+    if (in->event_time_ms < kMinEventMs || in->event_time_ms > kMaxEventMs) {
+      Note("aggregate.time: ", a.time.empty() ? "the record timestamp" : a.time,
+           " is not between the years 0 and 9999: withheld");
+      return WithheldReason::kNoAggregateValue;
+    }
     found.clear();
     Resolve(root, a.of, &found, 0);
     if (found.size() != 1 || !found[0].is_number() ||

@@ -170,6 +170,9 @@ TEST(PolicyRulesTest, ErrorsNameFileLineColumnAndKey) {
                   "15m, values: [mean]}\n"),
             "noise.yaml:5:16: key 'shares[0].aggregate.of': missing: the JSON path of the numeric "
             "value");
+  EXPECT_EQ(Error("dataset: n\nformat: json\nshares:\n  - peer: tallinn\n    aggregate: {window: "
+                  "15m, lateness: 32d, of: v, values: [mean]}\n"),
+            "noise.yaml:5:40: key 'shares[0].aggregate.lateness': expected at most 31d");
   EXPECT_EQ(Error("dataset: n\nshares:\n  - peer: tallinn\n    rate: {records_per_s: -1}\n"),
             "noise.yaml:4:27: key 'shares[0].rate.records_per_s': expected more than 0 and at "
             "most 1e9");
