@@ -65,6 +65,21 @@ shares:
       within: {bbox: [24.5, 59.9, 25.3, 60.4]}
       generalise: {grid_m: 250}
 )"},
+         // One rule each, to see what each costs.
+         {"keep.yaml",
+          "dataset: keep\nformat: sensorthings-observation\nshares:\n  - peer: "
+          "tallinn\n    fields: {keep: [result, phenomenonTime, Datastream.@iot.id, "
+          "FeatureOfInterest.feature]}\n"},
+         {"pseudo.yaml",
+          "dataset: pseudo\nformat: sensorthings-observation\nshares:\n  - peer: "
+          "tallinn\n    fields: {pseudonymise: [Datastream.@iot.id], "
+          "pseudonym_key: bench, record_key: pseudonymise}\n"},
+         {"bbox.yaml",
+          "dataset: bbox\nformat: sensorthings-observation\nshares:\n  - peer: "
+          "tallinn\n    spatial: {within: {bbox: [24.5, 59.9, 25.3, 60.4]}}\n"},
+         {"grid.yaml",
+          "dataset: grid\nformat: sensorthings-observation\nshares:\n  - peer: "
+          "tallinn\n    spatial: {generalise: {grid_m: 250}}\n"},
          {"keys/bench.key", "bench-key-0123456789abcdef0123456789abcdef"}},
         {"tallinn"});
     if (!s.ok()) std::abort();
@@ -117,10 +132,19 @@ void BM_KeepPseudonymiseBboxGrid_DistinctIds(benchmark::State& state) {
   Run(state, "noise.observations", 1024);
 }
 
+void BM_OnlyKeep(benchmark::State& state) { Run(state, "keep", 64); }
+void BM_OnlyPseudonymise(benchmark::State& state) { Run(state, "pseudo", 64); }
+void BM_OnlyBbox(benchmark::State& state) { Run(state, "bbox", 64); }
+void BM_OnlyGrid(benchmark::State& state) { Run(state, "grid", 64); }
+
 BENCHMARK(BM_SimdjsonParseOnly);
 BENCHMARK(BM_PassThrough);
 BENCHMARK(BM_KeepPseudonymiseBboxGrid);
 BENCHMARK(BM_KeepPseudonymiseBboxGrid_DistinctIds);
+BENCHMARK(BM_OnlyKeep);
+BENCHMARK(BM_OnlyPseudonymise);
+BENCHMARK(BM_OnlyBbox);
+BENCHMARK(BM_OnlyGrid);
 
 }  // namespace
 

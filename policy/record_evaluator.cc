@@ -71,12 +71,30 @@ constexpr std::array<bool, 256> kNeedsEscape = [] {
   return t;
 }();
 
+// True if any of the 8 bytes of `x` is below 0x20, '"' or '\\' (exact: Bit Twiddling Hacks'
+// haszero / hasless, valid for thresholds up to 128).
+inline bool AnyNeedsEscape(uint64_t x) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  const uint64_t control = (x - kOnes * 0x20) & ~x & kHigh;
+  const uint64_t q = x ^ (kOnes * '"');
+  const uint64_t b = x ^ (kOnes * '\\');
+  return (control | ((q - kOnes) & ~q & kHigh) | ((b - kOnes) & ~b & kHigh)) != 0;
+}
+
 template <typename O>
 void JsonStringTo(O* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
   size_t run = 0;  // start of the current stretch that needs no escaping
-  for (size_t i = 0; i < s.size(); ++i) {
+  size_t i = 0;
+  // Most strings need no escape at all: skip 8 bytes at a time while none does.
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    if (AnyNeedsEscape(word)) break;
+  }
+  for (; i < s.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     if (!kNeedsEscape[c]) continue;
     out->append(s.data() + run, i - run);

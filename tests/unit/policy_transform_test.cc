@@ -149,6 +149,16 @@ TEST(PolicyTransformTest, UnicodeKeysAndEscapes) {
             "{\"Äänitaso\":{\"µ\":\"€ \\u0001 \\\"q\\\" \\\\\"},\"tab\":\"a\\tb/c\"}");
 }
 
+TEST(PolicyTransformTest, EscapesAfterTheFirstEightBytes) {
+  Policy p(
+      "dataset: noise.observations\nformat: json\nshares:\n  - peer: tallinn\n    fields: {drop: "
+      "[x]}\n");
+  EXPECT_EQ(p.Run(R"({"s":"0123456789abcdefgh\"ij\\k\u001fÄäö€ 0123456789abcdef\n"})").value(),
+            R"({"s":"0123456789abcdefgh\"ij\\k\u001fÄäö€ 0123456789abcdef\n"})");
+  EXPECT_EQ(p.Run(R"({"s":"\u00e4\u00e4\u00e4\u00e4\u00e4\u00e4\u00e4\u00e4\u00e4"})").value(),
+            R"({"s":"äääääääää"})");
+}
+
 TEST(PolicyTransformTest, InvalidUtf8AndBrokenJsonAreWithheld) {
   Policy p(
       "dataset: noise.observations\nformat: json\nshares:\n  - peer: tallinn\n    fields: {drop: "
