@@ -12,6 +12,7 @@
 #include "policy/share_transform.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 
@@ -50,6 +51,22 @@ std::optional<int64_t> DecodeOffsetToken(absl::string_view token) {
   const int64_t offset = GetInt64(token.substr(1));
   if (offset < 0) return std::nullopt;
   return offset;
+}
+
+std::optional<std::strong_ordering> CompareResumeTokens(absl::string_view a, absl::string_view b) {
+  const std::optional<int64_t> pa = DecodeOffsetToken(a), pb = DecodeOffsetToken(b);
+  if (pa.has_value() && pb.has_value()) return *pa <=> *pb;
+  auto aggregate = [](absl::string_view t) {
+    return t.size() >= kAggregateTokenFixed && t[0] == 2;
+  };
+  if (!aggregate(a) || !aggregate(b)) return std::nullopt;
+  // (trigger, last window start, last window key)
+  const auto key = [](absl::string_view t) {
+    return std::make_tuple(
+        GetInt64(t.substr(17)), GetInt64(t.substr(25)),
+        std::string_view(t.data() + kAggregateTokenFixed, t.size() - kAggregateTokenFixed));
+  };
+  return key(a) <=> key(b);
 }
 
 ShareTransform::ShareTransform(std::shared_ptr<const PolicySnapshot> snapshot, const Share* share,

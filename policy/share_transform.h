@@ -3,6 +3,7 @@
 // right after it. Sans-I/O: the caller reads Kafka, passes the time, and sends the outputs.
 #pragma once
 
+#include <compare>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -64,6 +65,12 @@ struct TransformOutput {
 // version 2, see share_transform.cc.
 std::string EncodeOffsetToken(int64_t next_offset);
 std::optional<int64_t> DecodeOffsetToken(absl::string_view token);
+// Orders two resume tokens of one partition, for the receiver's replay filter (drop an output
+// whose token is not after the last one its Kafka holds). Needed because several aggregates can
+// be closed by one source record and so share uop.origin.offset: plain tokens order by offset,
+// aggregate tokens by (closing offset, window start, key), which strictly increases along a
+// partition's outputs. nullopt if either token is not ours or they are of different kinds.
+std::optional<std::strong_ordering> CompareResumeTokens(absl::string_view a, absl::string_view b);
 
 // Not thread-safe: one per (stream, partition), used by one thread at a time. Holds `snapshot`
 // (shared), so rules stay alive and unchanged for its lifetime; a new snapshot means a new

@@ -145,6 +145,20 @@ TEST(PolicyAggregateTest, EveryWindowExactlyOnceAcrossARestartAtAnyOutput) {
       }
     }
   }
+  // The receiver can tell replays by token: outputs of one partition are strictly ordered, even
+  // the two windows closed by offset 7 (same uop.origin.offset).
+  EXPECT_EQ(whole.out[0].source_offset, whole.out[1].source_offset);
+  for (size_t i = 1; i < whole.out.size(); ++i) {
+    EXPECT_EQ(CompareResumeTokens(whole.out[i - 1].resume_token, whole.out[i].resume_token),
+              std::strong_ordering::less)
+        << i;
+    EXPECT_EQ(CompareResumeTokens(whole.out[i].resume_token, whole.out[i].resume_token),
+              std::strong_ordering::equal);
+  }
+  EXPECT_EQ(CompareResumeTokens(EncodeOffsetToken(3), EncodeOffsetToken(4)),
+            std::strong_ordering::less);
+  EXPECT_EQ(CompareResumeTokens(EncodeOffsetToken(3), whole.out[0].resume_token), std::nullopt);
+  EXPECT_EQ(CompareResumeTokens("junk", whole.out[0].resume_token), std::nullopt);
   // The resume positions themselves: after W(12:00,A) the oldest open window is B's (offset 1).
   auto t = ShareTransform::Resume(snapshot, "noise.observations", "tallinn", 0,
                                   whole.out[0].resume_token);
