@@ -501,7 +501,7 @@ class Uopd(Contender):
         (base / "policies-tallinn").mkdir(exist_ok=True)
         (base / "policies-helsinki" / "bench.yaml").write_text(
             f"# Shares the benchmark topic with tallinn, nothing else (allow only).\n"
-            f"dataset: {source_topic}\nshare:\n  - peer: tallinn\n")
+            f"dataset: {source_topic}\nshares:\n  - peer: tallinn\n")
         self.procs = []
         self.admin: dict[str, str] = {}
         owner_address = None

@@ -91,7 +91,7 @@ def main():
         (work / f"policies-{city}").mkdir(exist_ok=True)
         (work / f"policies-{city}" / "noise.yaml").write_text(
             f"# {city} shares its noise observations with {c['peer']}.\n"
-            f"dataset: noise.observations\nshare:\n  - peer: {c['peer']}\n")
+            f"dataset: noise.observations\nshares:\n  - peer: {c['peer']}\n")
         (work / f"{city}.yaml").write_text(
             node_config(city, c["peer"], c["listen"], c["admin"], c["peer_port"]))
 

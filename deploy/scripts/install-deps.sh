@@ -8,7 +8,7 @@ packages=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libgrpc-dev
   librdkafka-dev libabsl-dev libssl-dev openssl libyaml-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  libcli11-dev libcpp-httplib-dev nlohmann-json3-dev
+  libcli11-dev libcpp-httplib-dev nlohmann-json3-dev libsimdjson-dev libboost-dev
   kcat curl python3 python3-pytest python3-grpcio python3-openssl procps clang-format clang-14 clang-tidy-14
 )
 if [[ "${1:-}" == "--kafka" ]]; then

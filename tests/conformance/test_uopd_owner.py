@@ -37,7 +37,7 @@ class Owner:
         self.kafka = cluster.dev_kafka("helsinki-kafka", {TOPIC: 3, UNSHARED: 1})
         self.node = cluster.uopd(
             "helsinki", peers=[cluster.peer("tallinn")], kafka_bootstrap=self.kafka.bootstrap,
-            policies={"noise.yaml": f"dataset: {TOPIC}\nshare:\n  - peer: tallinn\n"},
+            policies={"noise.yaml": f"dataset: {TOPIC}\nshares:\n  - peer: tallinn\n"},
             link=OWNER_LINK, env=env)
         self._channels: list[grpc.Channel] = []
 

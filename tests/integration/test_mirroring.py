@@ -182,7 +182,7 @@ def test_cut_and_paused_link_heals_without_loss_or_duplicates(cluster: Cluster):
 
 # ---------------------------------------------------------------- e. bad certificates refused
 
-SHARE_NOISE = {"noise.yaml": f"dataset: {TOPIC}\nshare:\n  - peer: tallinn\n"}
+SHARE_NOISE = {"noise.yaml": f"dataset: {TOPIC}\nshares:\n  - peer: tallinn\n"}
 
 # (bad certificate, the refusal reason the verifying side must log)
 REASON_SERVER = {
@@ -312,7 +312,7 @@ TRAFFIC = "traffic.counts"
 
 def test_unshared_dataset_is_not_offered_nor_mirrored(cluster: Cluster):
     f = Federation(cluster, owner_topics={TOPIC: 3, TRAFFIC: 2}, policies={
-        "noise.yaml": f"dataset: {TOPIC}\nshare:\n  - peer: tallinn\n",
+        "noise.yaml": f"dataset: {TOPIC}\nshares:\n  - peer: tallinn\n",
         "traffic.yaml": f"dataset: {TRAFFIC}\n",  # defined, shared with nobody
     })
     cluster.simulate(f.hk.bootstrap, TRAFFIC, 300, seed=3)
@@ -330,8 +330,8 @@ def test_unshared_dataset_is_not_offered_nor_mirrored(cluster: Cluster):
 
 def test_revoked_share_is_refused_on_resubscribe(cluster: Cluster):
     both = {
-        "noise.yaml": f"dataset: {TOPIC}\nshare:\n  - peer: tallinn\n",
-        "traffic.yaml": f"dataset: {TRAFFIC}\nshare:\n  - peer: tallinn\n",
+        "noise.yaml": f"dataset: {TOPIC}\nshares:\n  - peer: tallinn\n",
+        "traffic.yaml": f"dataset: {TRAFFIC}\nshares:\n  - peer: tallinn\n",
     }
     f = Federation(cluster, owner_topics={TOPIC: 3, TRAFFIC: 2}, policies=both)
     f.wait_streaming(TOPIC)
@@ -412,11 +412,11 @@ def test_bad_policy_exits_2_with_file_line_column_and_good_config_checks_ok(clus
     assert r.stdout.startswith(f"{u.config_path}: ok (policies sha256:"), r.stdout
 
     policy = u.dir / "policies" / "noise.yaml"
-    policy.write_text(f"dataset: {TOPIC}\nshare:\n  - peer: riga\n")
+    policy.write_text(f"dataset: {TOPIC}\nshares:\n  - peer: riga\n")
     for extra in ((), ("--check",)):
         r = _uopd_check(u.config_path, *extra)
         assert r.returncode == 2, (extra, r.returncode, r.stderr)
-        expected = (f"uopd: {policy}:3:11: key 'share[0].peer': unknown peer 'riga'; "
+        expected = (f"uopd: {policy}:3:11: key 'shares[0].peer': unknown peer 'riga'; "
                     f"configured peers: tallinn")
         last = r.stderr.splitlines()[-1] if r.stderr else ""
         assert last == expected, f"\nexpected: {expected}\ngot:      {r.stderr}"
@@ -518,10 +518,10 @@ def test_records_from_a_peer_are_never_exported_again(cluster: Cluster):
     # tallinn (mis)configures a share of its mirror of helsinki's data back to helsinki.
     tallinn = cluster.uopd("tallinn", peers=[cluster.peer("helsinki", to_helsinki.address)],
                            kafka_bootstrap=tk.bootstrap,
-                           policies={"back.yaml": f"dataset: {MIRROR}\nshare:\n  - peer: helsinki\n"})
+                           policies={"back.yaml": f"dataset: {MIRROR}\nshares:\n  - peer: helsinki\n"})
     helsinki = cluster.uopd("helsinki", peers=[cluster.peer("tallinn", tallinn.federation)],
                             kafka_bootstrap=hk.bootstrap,
-                            policies={"noise.yaml": f"dataset: {TOPIC}\nshare:\n  - peer: tallinn\n"})
+                            policies={"noise.yaml": f"dataset: {TOPIC}\nshares:\n  - peer: tallinn\n"})
     to_helsinki.set_target("127.0.0.1", helsinki.federation_port)
 
     cluster.simulate(hk.bootstrap, TOPIC, 500, seed=31)

@@ -16,7 +16,7 @@ import pytest
 from uoptest.cluster import Cluster, Federation, scaled, wait_until
 
 TOPIC = Federation.TOPIC
-SHARE_NOISE = {"noise.yaml": f"dataset: {TOPIC}\nshare:\n  - peer: tallinn\n"}
+SHARE_NOISE = {"noise.yaml": f"dataset: {TOPIC}\nshares:\n  - peer: tallinn\n"}
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 REASONS = {

@@ -235,7 +235,7 @@ class FaultRounds:
         h_dir = self.dir / "helsinki"
         (h_dir / "policies").mkdir(parents=True)
         (h_dir / "policies" / "noise.yaml").write_text(
-            f"dataset: {TOPIC}\nshare:\n  - peer: tallinn\n")
+            f"dataset: {TOPIC}\nshares:\n  - peer: tallinn\n")
         (h_dir / "node.yaml").write_text(self._config(
             "helsinki", pki, peer="tallinn", peer_address=None, bootstrap=self.hk.bootstrap))
         self.helsinki = UopdNode("helsinki", h_dir / "node.yaml", self.dir)

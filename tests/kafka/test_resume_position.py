@@ -81,7 +81,7 @@ class ResumeFederation(FaultRounds):
         h_dir = self.dir / "helsinki"
         (h_dir / "policies").mkdir(parents=True)
         for name, topic in (("noise.yaml", TOPIC), ("transactional.yaml", TX_TOPIC)):
-            (h_dir / "policies" / name).write_text(f"dataset: {topic}\nshare:\n  - peer: tallinn\n")
+            (h_dir / "policies" / name).write_text(f"dataset: {topic}\nshares:\n  - peer: tallinn\n")
         (h_dir / "node.yaml").write_text(self._config(
             "helsinki", pki, peer="tallinn", peer_address=None, bootstrap=self.hk.bootstrap))
         self.helsinki = UopdNode("helsinki", h_dir / "node.yaml", self.dir)

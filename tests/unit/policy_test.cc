@@ -14,8 +14,8 @@ const std::set<std::string> kPeers = {"tallinn", "riga"};
 
 TEST(PolicySnapshotTest, AllowsOnlyWhatIsShared) {
   auto s = PolicySnapshot::FromFiles(
-      {{"noise.yaml", "dataset: noise.observations\nshare:\n  - peer: tallinn\n"},
-       {"air.yaml", "dataset: air.quality\nshare:\n  - peer: riga\n  - peer: tallinn\n"},
+      {{"noise.yaml", "dataset: noise.observations\nshares:\n  - peer: tallinn\n"},
+       {"air.yaml", "dataset: air.quality\nshares:\n  - peer: riga\n  - peer: tallinn\n"},
        {"traffic.yaml", "dataset: traffic.counts\n"}},
       kPeers);
   ASSERT_TRUE(s.ok()) << s.status();
@@ -29,10 +29,10 @@ TEST(PolicySnapshotTest, AllowsOnlyWhatIsShared) {
 
 TEST(PolicySnapshotTest, VersionIsAContentHash) {
   auto a =
-      PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshare: [{peer: tallinn}]\n"}}, kPeers);
+      PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshares: [{peer: tallinn}]\n"}}, kPeers);
   auto b =
-      PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshare: [{peer: tallinn}]\n"}}, kPeers);
-  auto c = PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshare: [{peer: riga}]\n"}}, kPeers);
+      PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshares: [{peer: tallinn}]\n"}}, kPeers);
+  auto c = PolicySnapshot::FromFiles({{"n.yaml", "dataset: a\nshares: [{peer: riga}]\n"}}, kPeers);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_EQ((*a)->version(), (*b)->version());
   EXPECT_NE((*a)->version(), (*c)->version());
@@ -42,17 +42,20 @@ TEST(PolicySnapshotTest, VersionIsAContentHash) {
 
 TEST(PolicySnapshotTest, UnknownPeerErrorHasPosition) {
   auto s = PolicySnapshot::FromFiles(
-      {{"p/noise.yaml", "dataset: noise.observations\nshare:\n  - peer: stockholm\n"}}, kPeers);
+      {{"p/noise.yaml", "dataset: noise.observations\nshares:\n  - peer: stockholm\n"}}, kPeers);
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(s.status().message(),
-              HasSubstr("p/noise.yaml:3:11: key 'share[0].peer': unknown peer 'stockholm'; "
+              HasSubstr("p/noise.yaml:3:11: key 'shares[0].peer': unknown peer 'stockholm'; "
                         "configured peers: riga, tallinn"));
 }
 
 TEST(PolicySnapshotTest, UnknownKeyAndBadTopic) {
-  auto s = PolicySnapshot::FromFiles({{"x.yaml", "dataset: ok\nshares: []\n"}}, kPeers);
+  auto s = PolicySnapshot::FromFiles({{"x.yaml", "dataset: ok\nsharez: []\n"}}, kPeers);
   ASSERT_FALSE(s.ok());
-  EXPECT_THAT(s.status().message(), HasSubstr("x.yaml:2:1: key 'shares': unknown key"));
+  EXPECT_THAT(s.status().message(), HasSubstr("x.yaml:2:1: key 'sharez': unknown key"));
+  s = PolicySnapshot::FromFiles({{"old.yaml", "dataset: ok\nshare:\n  - peer: tallinn\n"}}, kPeers);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(), HasSubstr("old.yaml:2:1: key 'share': renamed to 'shares'"));
   s = PolicySnapshot::FromFiles({{"y.yaml", "dataset: bad topic!\n"}}, kPeers);
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(s.status().message(), HasSubstr("y.yaml:1:10: key 'dataset'"));

@@ -24,6 +24,7 @@
 #include "kafka/client.h"
 #include "tools/uopctl/audit_cmd.h"
 #include "tools/uopctl/kafka_topic_reader.h"
+#include "tools/uopctl/policy_cmd.h"
 
 namespace {
 
@@ -327,6 +328,9 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "audit") return uop::tools::AuditMain(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "policy") {
+    return uop::tools::PolicyMain(argc - 1, argv + 1);  // lint, explain, diff, test
+  }
   CLI::App app{"uopctl: command line for uop-federation"};
   app.require_subcommand(1);
 

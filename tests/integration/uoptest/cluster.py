@@ -549,7 +549,7 @@ class Federation:
             mirror_topics[f"helsinki.{t}.deadletter"] = n
         self.tk = cluster.dev_kafka("tallinn-kafka", mirror_topics)
         if policies is None:
-            policies = {"noise.yaml": f"dataset: {self.TOPIC}\nshare:\n  - peer: tallinn\n"}
+            policies = {"noise.yaml": f"dataset: {self.TOPIC}\nshares:\n  - peer: tallinn\n"}
         self.helsinki = cluster.uopd("helsinki", peers=[cluster.peer("tallinn")],
                                      kafka_bootstrap=self.hk.bootstrap, policies=policies)
         self.proxy = cluster.proxy(self.helsinki.federation_port)

@@ -1,0 +1,25 @@
+// RETURN_IF_ERROR / ASSIGN_OR_RETURN for policy/, which may not include broker code. Identical
+// to broker/status_macros.h, so a file that includes both compiles.
+#pragma once
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+#ifndef RETURN_IF_ERROR
+#define UOP_CONCAT_INNER_(a, b) a##b
+#define UOP_CONCAT_(a, b) UOP_CONCAT_INNER_(a, b)
+
+#define RETURN_IF_ERROR(expr)                  \
+  do {                                         \
+    ::absl::Status uop_status_ = (expr);       \
+    if (!uop_status_.ok()) return uop_status_; \
+  } while (0)
+
+#define ASSIGN_OR_RETURN(lhs, expr) \
+  ASSIGN_OR_RETURN_IMPL_(UOP_CONCAT_(uop_statusor_, __LINE__), lhs, expr)
+
+#define ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
+  auto statusor = (expr);                           \
+  if (!statusor.ok()) return statusor.status();     \
+  lhs = std::move(*statusor)
+#endif
