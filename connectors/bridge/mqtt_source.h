@@ -31,7 +31,8 @@ struct MqttOptions {
   std::string host = "127.0.0.1";
   int port = 1883;
   std::string client_id = "uop-sta-bridge";
-  std::vector<std::string> topics = {"v1.1/Datastreams/+/Observations", "v1.1/Observations"};
+  // STA topics: Datastreams(ID) is one topic level, so "+" matches it.
+  std::vector<std::string> topics = {"v1.1/+/Observations", "v1.1/Observations"};
   int keepalive_s = 30;
   int64_t session_expiry_s = 7 * 24 * 3600;  // the broker keeps our session (and QoS 1 queue)
   int max_batch = 2000;                      // publishes per batch (also MQTT 5 Receive Maximum)
