@@ -94,9 +94,10 @@ TEST(CatalogueFetchTest, UnreachableServer) {
 TEST(CatalogueFetchTest, OnlyPlainHttp) {
   auto c = FetchCatalogue("https://example.org/v1.1", 1000);
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().message(),
-            "catalogue url 'https://example.org/v1.1/Things?$expand=Locations,Datastreams(%24expand%3D"
-            "ObservedProperty,Sensor)': only http:// is supported");
+  EXPECT_EQ(
+      c.status().message(),
+      "catalogue url 'https://example.org/v1.1/Things?$expand=Locations,Datastreams(%24expand%3D"
+      "ObservedProperty,Sensor)': only http:// is supported");
 }
 
 }  // namespace
