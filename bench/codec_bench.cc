@@ -6,7 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include "absl/strings/str_format.h"
-#include "broker/provenance.h"
+#include "core/provenance.h"
 #include "uop/federation/v1/federation.pb.h"
 
 namespace {
@@ -33,7 +33,7 @@ fed::OwnerMessage MakeBatch(int records) {
     fed::Header* h = rec->add_headers();
     h->set_key("content-type");
     h->set_value("application/json");
-    rec->set_resume_token(uop::broker::EncodeOffsetToken(i + 1));
+    rec->set_resume_token(uop::core::EncodeOffsetToken(i + 1));
   }
   return msg;
 }

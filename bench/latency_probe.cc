@@ -20,21 +20,16 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "broker/kafka.h"
+#include "kafka/client.h"
 
 namespace {
 
-using uop::broker::KafkaHandle;
-using uop::broker::KafkaMessage;
+using uop::kafka::Handle;
+using uop::kafka::Message;
 
 volatile std::sig_atomic_t g_stop = 0;
 
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+using uop::kafka::PartitionList;
 
 // Nearest-rank percentile of sorted values.
 double Percentile(const std::vector<int64_t>& sorted, double q) {
@@ -86,7 +81,7 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, [](int) { g_stop = 1; });
   std::signal(SIGINT, [](int) { g_stop = 1; });
 
-  auto conf = uop::broker::MakeKafkaConf(
+  auto conf = uop::kafka::MakeConf(
       {{"bootstrap.servers", bootstrap},
        {"group.id", absl::StrCat("bench-latency-probe-", absl::ToUnixMillis(absl::Now()))},
        {"enable.auto.commit", "false"},
@@ -98,7 +93,7 @@ int main(int argc, char** argv) {
        {"log_level", "4"}});
   if (!conf.ok()) return 2;
   char err[512];
-  KafkaHandle consumer(rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err));
+  uop::kafka::Handle consumer(rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err));
   if (!consumer) {
     std::fprintf(stderr, "latency_probe: %s\n", err);
     return 2;
@@ -125,7 +120,7 @@ int main(int argc, char** argv) {
   }
   // Start exactly at the current last stable offset of every partition. A topic the mirror
   // has just created may not have its leaders yet: retry until the deadline.
-  PartitionList assignment(rd_kafka_topic_partition_list_new(partitions));
+  uop::kafka::PartitionList assignment(rd_kafka_topic_partition_list_new(partitions));
   for (int p = 0; p < partitions; ++p) {
     int64_t low = 0, high = 0;
     rd_kafka_resp_err_t e;
@@ -167,7 +162,7 @@ int main(int argc, char** argv) {
     if (idle_stop_s > 0 && !latencies.empty() && now - last_arrival > absl::Seconds(idle_stop_s)) {
       break;
     }
-    KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 100));
+    uop::kafka::Message m(rd_kafka_consumer_poll(consumer.get(), 100));
     if (!m) continue;
     const int64_t now_ms = absl::ToUnixMillis(absl::Now());
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -14,11 +14,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "broker/kafka.h"
+#include "kafka/client.h"
 
 namespace {
 
-using uop::broker::KafkaHandle;
+using uop::kafka::Handle;
 
 constexpr int kSensors = 600;
 constexpr absl::string_view kHeaderName = "content-type";
@@ -71,13 +71,13 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "Random seed (the measured noise levels)");
   CLI11_PARSE(app, argc, argv);
 
-  auto conf = uop::broker::MakeKafkaConf({{"bootstrap.servers", bootstrap},
-                                          {"enable.idempotence", "true"},
-                                          {"acks", "all"},
-                                          {"linger.ms", "20"},
-                                          {"batch.size", "1000000"},
-                                          {"queue.buffering.max.messages", "1000000"},
-                                          {"log_level", "4"}});
+  auto conf = uop::kafka::MakeConf({{"bootstrap.servers", bootstrap},
+                                    {"enable.idempotence", "true"},
+                                    {"acks", "all"},
+                                    {"linger.ms", "20"},
+                                    {"batch.size", "1000000"},
+                                    {"queue.buffering.max.messages", "1000000"},
+                                    {"log_level", "4"}});
   if (!conf.ok()) return 2;
   DeliveryCount deliveries;
   rd_kafka_conf_set_opaque(*conf, &deliveries);
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     }
   });
   char err[512];
-  KafkaHandle producer(rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof err));
+  uop::kafka::Handle producer(rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof err));
   if (!producer) {
     std::fprintf(stderr, "load_gen: %s\n", err);
     return 2;

@@ -17,14 +17,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "broker/kafka.h"
-#include "broker/log.h"
+#include "core/log.h"
+#include "kafka/client.h"
 
 namespace {
 
-using uop::broker::KafkaHandle;
-using uop::broker::KafkaMessage;
-using uop::broker::KafkaProperties;
+using uop::kafka::Handle;
+using uop::kafka::Message;
+using uop::kafka::Properties;
 
 volatile std::sig_atomic_t g_stop = 0;
 
@@ -33,17 +33,9 @@ struct TopicDeleter {
 };
 using KafkaTopic = std::unique_ptr<rd_kafka_topic_t, TopicDeleter>;
 
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+using uop::kafka::PartitionList;
 
-struct QueueDeleter {
-  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
-};
-using KafkaQueue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+using uop::kafka::Queue;
 
 // Delivery accounting, touched only by the thread that polls the producer (ours).
 struct Deliveries {
@@ -73,7 +65,7 @@ int64_t RecordBytes(const rd_kafka_message_t* m) {
 }
 
 // "key=value" pairs from the command line, applied after our defaults.
-bool ApplyOverrides(const std::vector<std::string>& pairs, KafkaProperties& props) {
+bool ApplyOverrides(const std::vector<std::string>& pairs, uop::kafka::Properties& props) {
   for (const std::string& pair : pairs) {
     std::vector<std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
     if (kv.size() != 2 || kv[0].empty()) {
@@ -85,9 +77,10 @@ bool ApplyOverrides(const std::vector<std::string>& pairs, KafkaProperties& prop
   return true;
 }
 
-absl::StatusOr<KafkaHandle> NewClient(rd_kafka_type_t type, const KafkaProperties& props,
-                                      Deliveries* deliveries) {
-  auto conf = uop::broker::MakeKafkaConf(props);
+absl::StatusOr<uop::kafka::Handle> NewClient(rd_kafka_type_t type,
+                                             const uop::kafka::Properties& props,
+                                             Deliveries* deliveries) {
+  auto conf = uop::kafka::MakeConf(props);
   if (!conf.ok()) return conf.status();
   if (deliveries != nullptr) {
     rd_kafka_conf_set_opaque(*conf, deliveries);
@@ -109,7 +102,7 @@ absl::StatusOr<KafkaHandle> NewClient(rd_kafka_type_t type, const KafkaPropertie
     rd_kafka_conf_destroy(*conf);
     return absl::InvalidArgumentError(absl::StrCat("kafka client: ", err));
   }
-  return KafkaHandle(rk);
+  return uop::kafka::Handle(rk);
 }
 
 // Peak resident set of this process so far, in KiB (VmHWM), or -1.
@@ -148,8 +141,8 @@ int main(int argc, char** argv) {
   const absl::Time started = absl::Now();
 
   // Consumer: a cold group that never commits; read-ahead raised as measured in
-  // shared/notes/librdkafka-2.0.2.md (the defaults stall the fetcher about 0.9 s per 300k).
-  KafkaProperties consumer_props = {
+  // docs/librdkafka.md (the defaults stall the fetcher about 0.9 s per 300k).
+  uop::kafka::Properties consumer_props = {
       {"bootstrap.servers", source_bootstrap},
       {"group.id", absl::StrCat("bench-raw-pipe-", absl::ToUnixMillis(started))},
       {"enable.auto.commit", "false"},
@@ -164,17 +157,17 @@ int main(int argc, char** argv) {
   // partitions over one connection, and a broker serves one request per connection at a time:
   // a request must be allowed to carry a full batch for every partition (message.max.bytes
   // is librdkafka's request size limit, 1 MB by default; 8 MB measured +20-50% here).
-  KafkaProperties producer_props = {{"bootstrap.servers", target_bootstrap},
-                                    {"enable.idempotence", "true"},
-                                    {"acks", "all"},
-                                    {"linger.ms", "10"},
-                                    {"batch.size", "1000000"},
-                                    {"message.max.bytes", "8000000"},
-                                    {"batch.num.messages", "100000"},
-                                    {"queue.buffering.max.messages", "1000000"},
-                                    {"queue.buffering.max.kbytes", "1048576"},
-                                    {"compression.type", "none"},
-                                    {"log_level", "4"}};
+  uop::kafka::Properties producer_props = {{"bootstrap.servers", target_bootstrap},
+                                           {"enable.idempotence", "true"},
+                                           {"acks", "all"},
+                                           {"linger.ms", "10"},
+                                           {"batch.size", "1000000"},
+                                           {"message.max.bytes", "8000000"},
+                                           {"batch.num.messages", "100000"},
+                                           {"queue.buffering.max.messages", "1000000"},
+                                           {"queue.buffering.max.kbytes", "1048576"},
+                                           {"compression.type", "none"},
+                                           {"log_level", "4"}};
   if (!ApplyOverrides(consumer_overrides, consumer_props) ||
       !ApplyOverrides(producer_overrides, producer_props)) {
     return 2;
@@ -188,8 +181,8 @@ int main(int argc, char** argv) {
         std::string((consumer_or.ok() ? producer_or : consumer_or).status().message()).c_str());
     return 2;
   }
-  KafkaHandle consumer = *std::move(consumer_or);
-  KafkaHandle producer = *std::move(producer_or);
+  uop::kafka::Handle consumer = *std::move(consumer_or);
+  uop::kafka::Handle producer = *std::move(producer_or);
 
   // Every partition of the source topic, assigned directly (no group rebalance).
   const struct rd_kafka_metadata* md = nullptr;
@@ -206,7 +199,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "raw_pipe: topic %s not found\n", source_topic.c_str());
     return 1;
   }
-  PartitionList assignment(rd_kafka_topic_partition_list_new(partitions));
+  uop::kafka::PartitionList assignment(rd_kafka_topic_partition_list_new(partitions));
   for (int p = 0; p < partitions; ++p) {
     int64_t start = RD_KAFKA_OFFSET_BEGINNING;
     if (from == "end") {
@@ -231,13 +224,13 @@ int main(int argc, char** argv) {
   KafkaTopic target(rd_kafka_topic_new(producer.get(), target_topic.c_str(), nullptr));
   std::fprintf(stderr, "raw_pipe: ready, %d partitions from the %s\n", partitions, from.c_str());
 
-  KafkaQueue queue(rd_kafka_queue_get_consumer(consumer.get()));
+  uop::kafka::Queue queue(rd_kafka_queue_get_consumer(consumer.get()));
   const absl::Time deadline = started + absl::Seconds(timeout_s);
   int64_t consumed = 0;
   int64_t produced = 0;
   std::string error;
   // Mirrors one consumed record; false on a produce error (recorded in `error`).
-  auto mirror = [&](KafkaMessage m) {
+  auto mirror = [&](uop::kafka::Message m) {
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return true;
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       std::fprintf(stderr, "raw_pipe: consume: %s\n", rd_kafka_message_errstr(m.get()));
@@ -284,11 +277,11 @@ int main(int argc, char** argv) {
     const ssize_t n = rd_kafka_consume_batch_queue(queue.get(), 0, batch.data(), batch.size());
     bool ok = true;
     for (ssize_t i = 0; i < n; ++i) {
-      KafkaMessage m(batch[i]);  // owns every message, even after an error
+      uop::kafka::Message m(batch[i]);  // owns every message, even after an error
       if (ok) ok = mirror(std::move(m));
     }
     if (n <= 0) {
-      KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 5));
+      uop::kafka::Message m(rd_kafka_consumer_poll(consumer.get(), 5));
       if (m) ok = mirror(std::move(m));
     }
     if (!ok) break;

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "broker/kafka.h"
+#include "kafka/client.h"
 
 namespace {
 
@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, [](int) { g_stop = 1; });
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
-  auto conf = uop::broker::MakeKafkaConf(
+  auto conf = uop::kafka::MakeConf(
       {{"bootstrap.servers", bootstrap},
        {"group.id", absl::StrCat("bench-topic-watch-", absl::ToUnixMillis(absl::Now()))},
        {"isolation.level", "read_committed"},  // ListOffsets then answers the stable offset
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
        {"log_level", "3"}});
   if (!conf.ok()) return 2;
   char err[512];
-  uop::broker::KafkaHandle rk(rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err));
+  uop::kafka::Handle rk(rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err));
   if (!rk) {
     std::fprintf(stderr, "topic_watch: %s\n", err);
     return 2;

@@ -5,11 +5,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "broker/metrics.h"
+#include "core/metrics.h"
 
 namespace uop::broker {
 
-AdminServer::AdminServer(Metrics* metrics, std::function<bool()> ready)
+AdminServer::AdminServer(core::Metrics* metrics, std::function<bool()> ready)
     : metrics_(metrics), ready_(std::move(ready)), server_(std::make_unique<httplib::Server>()) {}
 
 AdminServer::~AdminServer() { Stop(); }

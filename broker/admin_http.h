@@ -13,21 +13,23 @@ namespace httplib {
 class Server;
 }
 
-namespace uop::broker {
-
+namespace uop::core {
 class Metrics;
+}
+
+namespace uop::broker {
 
 // Serves on its own thread from Start() until Stop(). `metrics` must outlive it.
 class AdminServer {
  public:
-  AdminServer(Metrics* metrics, std::function<bool()> ready);
+  AdminServer(core::Metrics* metrics, std::function<bool()> ready);
   ~AdminServer();
   // Binds `host:port` (port 0: any free port); returns the bound "host:port".
   absl::StatusOr<std::string> Start(const std::string& address);
   void Stop();
 
  private:
-  Metrics* metrics_;
+  core::Metrics* metrics_;
   std::function<bool()> ready_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

@@ -260,7 +260,7 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
             CheckKeys(link, "link",
                       {"heartbeat_interval_ms", "dead_peer_timeout_ms",
                        "reconnect_backoff_initial_ms", "reconnect_backoff_max_ms", "window_batches",
-                       "window_bytes", "batch_max_records", "batch_max_bytes"});
+                       "window_bytes", "batch_max_records", "batch_max_bytes", "export_workers"});
         !s.ok()) {
       return s;
     }
@@ -286,7 +286,8 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
           num("window_batches", t.window_batches, 1, 1024),
           num("window_bytes", t.window_bytes, 1024, int64_t{1} << 32),
           num("batch_max_records", t.batch_max_records, 1, 1000000),
-          num("batch_max_bytes", t.batch_max_bytes, 1024, 64 << 20)}) {
+          num("batch_max_bytes", t.batch_max_bytes, 1024, 64 << 20),
+          num("export_workers", t.export_workers, 1, 64)}) {
       if (!s.ok()) return s;
     }
     if (t.dead_peer_timeout <= t.heartbeat_interval) {

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "kafka/cluster_config.h"
 
 namespace uop::broker {
 
@@ -24,16 +25,8 @@ struct PeerConfig {
   std::string identity;  // SAN (DNS name or URI) the peer's certificate must carry
 };
 
-struct EmbeddedKafkaConfig {
-  int brokers = 1;
-  std::map<std::string, int> topics;  // created at start: name -> partition count
-};
-
-struct KafkaConfig {
-  std::optional<EmbeddedKafkaConfig> embedded;    // set: in-process mock cluster
-  std::string bootstrap;                          // set: a real cluster
-  std::map<std::string, std::string> properties;  // passed to every librdkafka client
-};
+using EmbeddedKafkaConfig = kafka::EmbeddedConfig;
+using KafkaConfig = kafka::ClusterConfig;
 
 struct LinkTuning {
   std::chrono::milliseconds heartbeat_interval{1000};
@@ -44,6 +37,7 @@ struct LinkTuning {
   int64_t window_bytes = 8 << 20;  // credit per partition stream, in bytes
   int batch_max_records = 5000;
   int64_t batch_max_bytes = 1 << 20;
+  int export_workers = 2;  // owner threads that read Kafka and cut batches, for all streams
 };
 
 struct NodeConfig {

@@ -4,8 +4,8 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
-#include "broker/log.h"
 #include "broker/peer_identity.h"
+#include "core/log.h"
 
 namespace uop::broker {
 
@@ -18,16 +18,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
   for (const PeerConfig& p : cfg.peers) peer_names.insert(p.name);
   auto policy = policy::PolicySnapshot::LoadDirectory(cfg.policies_dir, peer_names);
   if (!policy.ok()) return policy.status();
-  {
-    absl::MutexLock lock(&node->policy_mu_);
-    node->policy_ = *policy;
-  }
+  node->policy_.store(*policy);
   log::Info("policies_loaded", {{"dir", cfg.policies_dir}, {"version", (*policy)->version()}});
 
   auto auth = PeerAuthenticator::Create(cfg);
   if (!auth.ok()) return auth.status();
 
-  auto kafka = KafkaEnv::Start(cfg.kafka);
+  auto kafka = kafka::Env::Start(cfg.kafka);
   if (!kafka.ok()) return kafka.status();
   node->kafka_ = *std::move(kafka);
   log::Info("kafka_ready", {{"bootstrap", node->kafka_->bootstrap()},
@@ -78,10 +75,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
   return node;
 }
 
-std::shared_ptr<const policy::PolicySnapshot> Node::policies() const {
-  absl::MutexLock lock(&policy_mu_);
-  return policy_;
-}
+std::shared_ptr<const policy::PolicySnapshot> Node::policies() const { return policy_.load(); }
 
 void Node::Shutdown() {
   if (shut_down_) return;

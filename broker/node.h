@@ -13,10 +13,10 @@
 #include "absl/synchronization/mutex.h"
 #include "broker/admin_http.h"
 #include "broker/config.h"
-#include "broker/export_service.h"
-#include "broker/import_link.h"
-#include "broker/kafka.h"
-#include "broker/metrics.h"
+#include "broker/export/export_service.h"
+#include "broker/import/import_link.h"
+#include "core/metrics.h"
+#include "kafka/client.h"
 #include "policy/policy_snapshot.h"
 
 namespace uop::broker {
@@ -36,10 +36,10 @@ class Node {
  private:
   Node() = default;
   NodeConfig config_;
-  Metrics metrics_;
-  std::unique_ptr<KafkaEnv> kafka_;
-  mutable absl::Mutex policy_mu_;
-  std::shared_ptr<const policy::PolicySnapshot> policy_ ABSL_GUARDED_BY(policy_mu_);
+  core::Metrics metrics_;
+  std::unique_ptr<kafka::Env> kafka_;
+  // Published whole; readers load it without taking a lock of ours.
+  std::atomic<std::shared_ptr<const policy::PolicySnapshot>> policy_;
   std::unique_ptr<ExportService> export_service_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<PeerLink>> links_;

@@ -15,7 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "broker/log.h"
+#include "core/log.h"
 
 namespace uop::broker {
 namespace {

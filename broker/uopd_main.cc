@@ -11,8 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/config.h"
-#include "broker/log.h"
 #include "broker/node.h"
+#include "core/log.h"
 
 namespace {
 

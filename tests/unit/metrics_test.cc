@@ -1,10 +1,10 @@
 // Prometheus text exposition.
-#include "broker/metrics.h"
+#include "core/metrics.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace uop::broker {
+namespace uop::core {
 namespace {
 
 using ::testing::HasSubstr;
@@ -22,4 +22,4 @@ TEST(MetricsTest, RendersFamiliesWithLabelsAndEscapes) {
 }
 
 }  // namespace
-}  // namespace uop::broker
+}  // namespace uop::core

@@ -1,9 +1,9 @@
 // Mirror naming, resume tokens and replay filtering.
-#include "broker/provenance.h"
+#include "core/provenance.h"
 
 #include <gtest/gtest.h>
 
-namespace uop::broker {
+namespace uop::core {
 namespace {
 
 TEST(ProvenanceTest, MirrorNamesFollowTheMirrorMakerConvention) {
@@ -49,4 +49,4 @@ TEST(PartitionCheckpointTest, DropsReplaysAndOnlyMovesForward) {
 }
 
 }  // namespace
-}  // namespace uop::broker
+}  // namespace uop::core

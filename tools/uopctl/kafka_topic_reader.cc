@@ -3,7 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "broker/kafka.h"
+#include "kafka/client.h"
 
 namespace uop::tools {
 
@@ -16,24 +16,24 @@ const std::optional<std::string>* ReadRecord::Header(absl::string_view name) con
 }
 
 absl::StatusOr<int> TopicPartitions(const std::string& bootstrap, const std::string& topic) {
-  broker::KafkaConfig config;
+  kafka::ClusterConfig config;
   config.bootstrap = bootstrap;
-  auto env = broker::KafkaEnv::Start(config);
+  auto env = kafka::Env::Start(config);
   if (!env.ok()) return env.status();
   return (*env)->PartitionCount(topic);
 }
 
 absl::StatusOr<std::map<int32_t, std::vector<ReadRecord>>> ReadWholeTopic(
     const std::string& bootstrap, const std::string& topic, int partitions) {
-  auto conf = broker::MakeKafkaConf({{"bootstrap.servers", bootstrap},
-                                     {"group.id", "uopctl-reader"},
-                                     {"enable.auto.commit", "false"},
-                                     {"isolation.level", "read_committed"},
-                                     {"enable.partition.eof", "true"},
-                                     {"log_level", "3"}});
+  auto conf = kafka::MakeConf({{"bootstrap.servers", bootstrap},
+                               {"group.id", "uopctl-reader"},
+                               {"enable.auto.commit", "false"},
+                               {"isolation.level", "read_committed"},
+                               {"enable.partition.eof", "true"},
+                               {"log_level", "3"}});
   if (!conf.ok()) return conf.status();
   char err[512];
-  broker::KafkaHandle consumer(rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err));
+  kafka::Handle consumer(rd_kafka_new(RD_KAFKA_CONSUMER, *conf, err, sizeof err));
   if (!consumer) return absl::InternalError(err);
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
   std::map<int32_t, std::vector<ReadRecord>> out;
@@ -56,7 +56,7 @@ absl::StatusOr<std::map<int32_t, std::vector<ReadRecord>>> ReadWholeTopic(
   const absl::Time deadline = absl::Now() + absl::Seconds(120);
   while (!open.empty()) {
     if (absl::Now() > deadline) return absl::DeadlineExceededError("reading " + topic);
-    broker::KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 200));
+    kafka::Message m(rd_kafka_consumer_poll(consumer.get(), 200));
     if (!m) continue;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       open.erase(m->partition);

@@ -19,14 +19,14 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "broker/kafka.h"
-#include "broker/log.h"
-#include "broker/provenance.h"
+#include "core/log.h"
+#include "core/provenance.h"
+#include "kafka/client.h"
 #include "tools/uopctl/kafka_topic_reader.h"
 
 namespace {
 
-using uop::broker::KafkaHandle;
+using uop::kafka::Handle;
 
 int DevKafka(int brokers, const std::vector<std::string>& topics,
              const std::string& bootstrap_file) {
@@ -35,7 +35,7 @@ int DevKafka(int brokers, const std::vector<std::string>& topics,
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  auto mock = uop::broker::StartMockCluster(brokers);
+  auto mock = uop::kafka::StartMockCluster(brokers);
   if (!mock.ok()) {
     std::fprintf(stderr, "uopctl dev-kafka: %s\n", std::string(mock.status().message()).c_str());
     return 1;
@@ -49,7 +49,7 @@ int DevKafka(int brokers, const std::vector<std::string>& topics,
                    spec.c_str());
       return 2;
     }
-    if (absl::Status s = uop::broker::CreateMockTopic(**mock, parts[0], partitions); !s.ok()) {
+    if (absl::Status s = uop::kafka::CreateMockTopic(**mock, parts[0], partitions); !s.ok()) {
       std::fprintf(stderr, "uopctl dev-kafka: %s\n", std::string(s.message()).c_str());
       return 1;
     }
@@ -91,14 +91,14 @@ const std::vector<Site>& SitesFor(const std::string& city) {
 
 int Simulate(const std::string& bootstrap, const std::string& topic, const std::string& city,
              int64_t count, double rate, uint64_t seed) {
-  auto conf = uop::broker::MakeKafkaConf({{"bootstrap.servers", bootstrap},
-                                          {"enable.idempotence", "true"},
-                                          {"acks", "all"},
-                                          {"linger.ms", "5"},
-                                          {"log_level", "3"}});
+  auto conf = uop::kafka::MakeConf({{"bootstrap.servers", bootstrap},
+                                    {"enable.idempotence", "true"},
+                                    {"acks", "all"},
+                                    {"linger.ms", "5"},
+                                    {"log_level", "3"}});
   if (!conf.ok()) return 2;
   char err[512];
-  KafkaHandle producer(rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof err));
+  Handle producer(rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof err));
   if (!producer) {
     std::fprintf(stderr, "uopctl simulate: %s\n", err);
     return 1;
@@ -170,7 +170,7 @@ std::map<int32_t, std::set<int64_t>> DeadLettered(const TopicRecords& deadletter
   std::map<int32_t, std::set<int64_t>> out;
   for (const auto& [p, records] : deadletter) {
     for (const auto& r : records) {
-      const auto* off = r.Header(uop::broker::kHeaderOriginOffset);
+      const auto* off = r.Header(uop::core::kHeaderOriginOffset);
       int64_t offset = -1;
       if (off != nullptr && off->has_value() && absl::SimpleAtoi(**off, &offset)) {
         out[p].insert(offset);
@@ -184,7 +184,7 @@ Comparison Compare(const TopicRecords& source, const TopicRecords& target,
                    const TopicRecords& deadletter, const std::string& origin,
                    const std::string& origin_topic) {
   const std::map<int32_t, std::set<int64_t>> dead = DeadLettered(deadletter);
-  namespace b = uop::broker;
+  namespace b = uop::core;
   Comparison c;
   auto note = [&c](std::string what) {
     if (c.first_problem.empty()) c.first_problem = std::move(what);
@@ -364,7 +364,7 @@ int main(int argc, char** argv) {
   if (*dev) return DevKafka(brokers, topics, bootstrap_file);
   if (*sim) return Simulate(bootstrap, topic, city, count, rate, seed);
   if (*cmp) {
-    if (target_topic.empty()) target_topic = uop::broker::MirrorTopicName(origin, source_topic);
+    if (target_topic.empty()) target_topic = uop::core::MirrorTopicName(origin, source_topic);
     return CompareCommand(source_bootstrap, source_topic, target_bootstrap, target_topic, origin,
                           wait_seconds, json);
   }

@@ -13,54 +13,54 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "broker/config.h"
+#include "kafka/cluster_config.h"
 
 typedef struct rd_kafka_mock_cluster_s rd_kafka_mock_cluster_t;
 
-namespace uop::broker {
+namespace uop::kafka {
 
-struct KafkaHandleDeleter {
+struct HandleDeleter {
   void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
 };
-using KafkaHandle = std::unique_ptr<rd_kafka_t, KafkaHandleDeleter>;
+using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
 
-struct KafkaMessageDeleter {
+struct MessageDeleter {
   void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
 };
-using KafkaMessage = std::unique_ptr<rd_kafka_message_t, KafkaMessageDeleter>;
+using Message = std::unique_ptr<rd_kafka_message_t, MessageDeleter>;
 
-struct KafkaErrorDeleter {
+struct ErrorDeleter {
   void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
 };
-using KafkaError = std::unique_ptr<rd_kafka_error_t, KafkaErrorDeleter>;
+using Error = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 
-struct KafkaPartitionListDeleter {
+struct PartitionListDeleter {
   void operator()(rd_kafka_topic_partition_list_t* l) const {
     rd_kafka_topic_partition_list_destroy(l);
   }
 };
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, KafkaPartitionListDeleter>;
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
 
-struct KafkaQueueDeleter {
+struct QueueDeleter {
   void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
 };
-using KafkaQueue = std::unique_ptr<rd_kafka_queue_t, KafkaQueueDeleter>;
+using Queue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
 
-using KafkaProperties = std::map<std::string, std::string>;
+using Properties = std::map<std::string, std::string>;
 
 // Owns the embedded cluster when there is one. Thread-safe.
-class KafkaEnv {
+class Env {
  public:
-  static absl::StatusOr<std::unique_ptr<KafkaEnv>> Start(const KafkaConfig& config);
-  ~KafkaEnv();
+  static absl::StatusOr<std::unique_ptr<Env>> Start(const ClusterConfig& config);
+  ~Env();
 
   const std::string& bootstrap() const { return bootstrap_; }
   bool embedded() const { return mock_ != nullptr; }
 
   // A new client with bootstrap.servers, the node's properties and then `overrides`.
   // `customize`, if set, can install callbacks on the conf before the client is made.
-  absl::StatusOr<KafkaHandle> NewClient(
-      rd_kafka_type_t type, const KafkaProperties& overrides,
+  absl::StatusOr<Handle> NewClient(
+      rd_kafka_type_t type, const Properties& overrides,
       const std::function<void(rd_kafka_conf_t*)>& customize = nullptr) const;
 
   // True if a broker answers a metadata request within `timeout_ms` (for /readyz).
@@ -74,23 +74,23 @@ class KafkaEnv {
   absl::Status EnsureTopic(const std::string& topic, int partitions);
 
  private:
-  KafkaEnv() = default;
+  Env() = default;
   std::string bootstrap_;
-  KafkaProperties properties_;
-  KafkaHandle mock_host_;                    // owns the mock cluster's threads
+  Properties properties_;
+  Handle mock_host_;                         // owns the mock cluster's threads
   rd_kafka_mock_cluster_t* mock_ = nullptr;  // owned by mock_host_ lifetime (destroyed first)
-  KafkaHandle admin_;                        // metadata and admin requests
+  Handle admin_;                             // metadata and admin requests
   absl::Mutex mu_;
   std::set<std::string> ensured_ ABSL_GUARDED_BY(mu_);
 };
 
 // Applies `props` to a new conf; errors name the property (never its value: it may be secret).
-absl::StatusOr<rd_kafka_conf_t*> MakeKafkaConf(const KafkaProperties& props);
+absl::StatusOr<rd_kafka_conf_t*> MakeConf(const Properties& props);
 
 // Creates a standalone mock cluster (for `uopctl dev-kafka`). Caller destroys with
 // rd_kafka_mock_cluster_destroy before the host handle.
 struct MockCluster {
-  KafkaHandle host;
+  Handle host;
   rd_kafka_mock_cluster_t* cluster = nullptr;
   std::string bootstrap;
   ~MockCluster();
@@ -98,4 +98,4 @@ struct MockCluster {
 absl::StatusOr<std::unique_ptr<MockCluster>> StartMockCluster(int brokers);
 absl::Status CreateMockTopic(MockCluster& mock, const std::string& topic, int partitions);
 
-}  // namespace uop::broker
+}  // namespace uop::kafka

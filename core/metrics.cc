@@ -1,12 +1,12 @@
 // Prometheus text format 0.0.4.
-#include "broker/metrics.h"
+#include "core/metrics.h"
 
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
-namespace uop::broker {
+namespace uop::core {
 
 MetricValue* Metrics::Counter(const std::string& name, const std::string& help,
                               const Labels& labels) {
@@ -52,4 +52,4 @@ std::string Metrics::Render() const {
   return out;
 }
 
-}  // namespace uop::broker
+}  // namespace uop::core

@@ -1,5 +1,5 @@
 // Receiver side: transactional, resumable import of a peer's dataset into our Kafka.
-#include "broker/import_link.h"
+#include "broker/import/import_link.h"
 
 #include <deque>
 #include <random>
@@ -8,20 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "broker/export_service.h"
-#include "broker/log.h"
+#include "broker/export/export_service.h"
+#include "core/backoff.h"
+#include "core/log.h"
 
 namespace uop::broker {
 
 namespace fed = uop::federation::v1;
-
-std::chrono::milliseconds Backoff::Next() {
-  static thread_local std::mt19937_64 rng(std::random_device{}());
-  const auto current = current_;
-  current_ = std::min(max_, current_ * 2);
-  std::uniform_int_distribution<int64_t> jitter(current.count() / 2, current.count());
-  return std::chrono::milliseconds(jitter(rng));
-}
 
 namespace {
 
@@ -54,8 +47,8 @@ std::string HeaderString(rd_kafka_headers_t* headers, absl::string_view name) {
 
 // State of one connection, shared by the writer (Run) thread and the stream reader thread.
 struct ImportSubscription::Session {
-  KafkaHandle producer;
-  std::map<int32_t, PartitionCheckpoint> checkpoints;
+  kafka::Handle producer;
+  std::map<int32_t, core::PartitionCheckpoint> checkpoints;
   std::map<int32_t, int64_t> high_watermarks;  // origin partition -> owner's end offset
   int64_t last_origin_timestamp_ms = 0;
 
@@ -73,18 +66,18 @@ struct ImportSubscription::Session {
 
 ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
                                        std::shared_ptr<grpc::Channel> channel,
-                                       fed::DatasetOffer offer, int32_t partition, KafkaEnv* kafka,
-                                       Metrics* metrics)
+                                       fed::DatasetOffer offer, int32_t partition,
+                                       kafka::Env* kafka, core::Metrics* metrics)
     : config_(config),
       peer_(peer),
       channel_(std::move(channel)),
       offer_(std::move(offer)),
       partition_(partition),
-      target_topic_(MirrorTopicName(peer.name, offer_.topic())),
-      deadletter_topic_(DeadLetterTopicName(peer.name, offer_.topic())),
+      target_topic_(core::MirrorTopicName(peer.name, offer_.topic())),
+      deadletter_topic_(core::DeadLetterTopicName(peer.name, offer_.topic())),
       kafka_(kafka),
       metrics_(metrics) {
-  const Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
+  const core::Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
   records_written_ = metrics_->Counter("uop_import_records_total",
                                        "Records written to our Kafka from a peer", labels);
   batches_written_ = metrics_->Counter("uop_import_batches_total", "Batches written", labels);
@@ -114,7 +107,7 @@ void ImportSubscription::Stop() {
 }
 
 void ImportSubscription::Run() {
-  Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
+  core::Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
   while (true) {
     bool progressed = false;
     absl::Status status = RunOnce(&progressed);
@@ -134,9 +127,9 @@ void ImportSubscription::Run() {
   }
 }
 
-absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recover() {
-  std::map<int32_t, PartitionCheckpoint> checkpoints;
-  checkpoints[partition_] = PartitionCheckpoint();
+absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportSubscription::Recover() {
+  std::map<int32_t, core::PartitionCheckpoint> checkpoints;
+  checkpoints[partition_] = core::PartitionCheckpoint();
   auto consumer_or = kafka_->NewClient(RD_KAFKA_CONSUMER,
                                        {{"group.id", absl::StrCat("uop-recover.", config_.node)},
                                         {"enable.auto.commit", "false"},
@@ -144,7 +137,7 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
                                         {"isolation.level", "read_committed"},
                                         {"enable.partition.eof", "true"}});
   if (!consumer_or.ok()) return consumer_or.status();
-  KafkaHandle consumer = *std::move(consumer_or);
+  kafka::Handle consumer = *std::move(consumer_or);
   // The last records of each partition of the mirror topic and its dead-letter topic tell
   // exactly which origin offsets we hold: records are written in origin order.
   for (const std::string& topic : {target_topic_, deadletter_topic_}) {
@@ -161,7 +154,7 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
     }
     int64_t window = 64;
     while (!ranges.empty()) {
-      PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(ranges.size())));
+      kafka::PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(ranges.size())));
       std::map<int32_t, int64_t> starts;
       for (const auto& [p, range] : ranges) {
         starts[p] = std::max(range.first, range.second - window);
@@ -179,7 +172,7 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
           return absl::DeadlineExceededError(
               absl::StrCat("recover: reading the tail of ", topic, " took more than 60 s"));
         }
-        KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 200));
+        kafka::Message m(rd_kafka_consumer_poll(consumer.get(), 200));
         if (!m) continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
           open.erase(m->partition);
@@ -192,8 +185,10 @@ absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> ImportSubscription::Recov
         rd_kafka_headers_t* headers = nullptr;
         rd_kafka_message_headers(m.get(), &headers);
         int64_t origin_offset = -1;
-        if (!absl::SimpleAtoi(HeaderString(headers, kHeaderOriginOffset), &origin_offset)) continue;
-        checkpoints[m->partition].Advance(origin_offset, HeaderString(headers, kHeaderResume));
+        if (!absl::SimpleAtoi(HeaderString(headers, core::kHeaderOriginOffset), &origin_offset))
+          continue;
+        checkpoints[m->partition].Advance(origin_offset,
+                                          HeaderString(headers, core::kHeaderResume));
         found.insert(m->partition);
       }
       rd_kafka_assign(consumer.get(), nullptr);
@@ -251,7 +246,7 @@ absl::Status ImportSubscription::CloseHangingTransactions(rd_kafka_t* producer) 
                                              {"partition", std::to_string(partition_)},
                                              {"last_stable_offset", std::to_string(before->first)},
                                              {"high_watermark", std::to_string(before->second)}});
-    if (KafkaError err(rd_kafka_begin_transaction(producer)); err) {
+    if (kafka::Error err(rd_kafka_begin_transaction(producer)); err) {
       return absl::UnavailableError(absl::StrCat("begin: ", rd_kafka_error_string(err.get())));
     }
     // A record nobody will see (aborted) puts the partition into the transaction.
@@ -263,7 +258,7 @@ absl::Status ImportSubscription::CloseHangingTransactions(rd_kafka_t* producer) 
       return absl::UnavailableError(absl::StrCat("fence record: ", rd_kafka_err2str(err)));
     }
     rd_kafka_flush(producer, 30000);
-    if (KafkaError abort(rd_kafka_abort_transaction(producer, 30000)); abort) {
+    if (kafka::Error abort(rd_kafka_abort_transaction(producer, 30000)); abort) {
       return absl::UnavailableError(absl::StrCat("abort: ", rd_kafka_error_string(abort.get())));
     }
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -309,7 +304,7 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
       });
   if (!producer_or.ok()) return producer_or.status();
   session.producer = *std::move(producer_or);
-  if (KafkaError err(rd_kafka_init_transactions(session.producer.get(), 30000)); err) {
+  if (kafka::Error err(rd_kafka_init_transactions(session.producer.get(), 30000)); err) {
     return absl::UnavailableError(
         absl::StrCat("init transactions: ", rd_kafka_error_string(err.get())));
   }
@@ -494,12 +489,12 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
 absl::Status ImportSubscription::WriteBatches(Session& session,
                                               std::vector<fed::RecordBatch>& batches) {
   rd_kafka_t* producer = session.producer.get();
-  if (KafkaError err(rd_kafka_begin_transaction(producer)); err) {
+  if (kafka::Error err(rd_kafka_begin_transaction(producer)); err) {
     return absl::UnavailableError(
         absl::StrCat("begin transaction: ", rd_kafka_error_string(err.get())));
   }
   session.failures.clear();
-  std::map<int32_t, PartitionCheckpoint> next = session.checkpoints;
+  std::map<int32_t, core::PartitionCheckpoint> next = session.checkpoints;
   int64_t written = 0, deadletters = 0, duplicates = 0, newest_ts = 0;
   const std::string origin_topic = offer_.topic();
 
@@ -516,14 +511,14 @@ absl::Status ImportSubscription::WriteBatches(Session& session,
       rd_kafka_header_add(headers, k.data(), static_cast<ssize_t>(k.size()), v.data(),
                           static_cast<ssize_t>(v.size()));
     };
-    add(kHeaderOrigin, peer_.name);
-    add(kHeaderOriginTopic, origin_topic);
-    add(kHeaderOriginPartition, std::to_string(partition));
-    add(kHeaderOriginOffset, std::to_string(rec.offset()));
-    add(kHeaderOriginTimestamp, std::to_string(rec.timestamp_ms()));
-    add(kHeaderPolicyVersion, policy_version);
-    add(kHeaderResume, rec.resume_token());
-    if (reason != nullptr) add(kHeaderDeadLetterReason, *reason);
+    add(core::kHeaderOrigin, peer_.name);
+    add(core::kHeaderOriginTopic, origin_topic);
+    add(core::kHeaderOriginPartition, std::to_string(partition));
+    add(core::kHeaderOriginOffset, std::to_string(rec.offset()));
+    add(core::kHeaderOriginTimestamp, std::to_string(rec.timestamp_ms()));
+    add(core::kHeaderPolicyVersion, policy_version);
+    add(core::kHeaderResume, rec.resume_token());
+    if (reason != nullptr) add(core::kHeaderDeadLetterReason, *reason);
     const bool drop_value =
         reason != nullptr && reason->find("value not stored") != std::string::npos;
     while (true) {
@@ -598,7 +593,7 @@ absl::Status ImportSubscription::WriteBatches(Session& session,
     }
   }
   for (int attempt = 1;; ++attempt) {
-    KafkaError err(rd_kafka_commit_transaction(producer, 30000));
+    kafka::Error err(rd_kafka_commit_transaction(producer, 30000));
     if (!err) break;
     if (rd_kafka_error_is_retriable(err.get()) && attempt < 4) {
       log::Warn("import_commit_retry",
@@ -648,15 +643,15 @@ void ImportSubscription::UpdateLag(const Session& session) {
 
 ImportDataset::ImportDataset(const NodeConfig& config, const PeerConfig& peer,
                              std::shared_ptr<grpc::Channel> channel, fed::DatasetOffer offer,
-                             KafkaEnv* kafka, Metrics* metrics)
+                             kafka::Env* kafka, core::Metrics* metrics)
     : config_(config),
       peer_(peer),
       channel_(std::move(channel)),
       offer_(std::move(offer)),
-      target_topic_(MirrorTopicName(peer.name, offer_.topic())),
+      target_topic_(core::MirrorTopicName(peer.name, offer_.topic())),
       kafka_(kafka),
       metrics_(metrics) {
-  const Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
+  const core::Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
   assigned_ = metrics_->Gauge("uop_import_partitions_assigned",
                               "Origin partitions this node pulls (Kafka group assignment)", labels);
   stream_up_ = metrics_->Gauge("uop_import_stream_up",
@@ -683,7 +678,7 @@ void ImportDataset::Stop() {
 }
 
 void ImportDataset::Run() {
-  Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
+  core::Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
   while (true) {
     absl::Status status = RunGroup();
     absl::MutexLock lock(&mu_);
@@ -701,8 +696,8 @@ void ImportDataset::Run() {
 absl::Status ImportDataset::RunGroup() {
   // Our topics, with the origin's partitioning (origin partition p is mirror partition p).
   if (absl::Status s = kafka_->EnsureTopic(target_topic_, offer_.partitions()); !s.ok()) return s;
-  if (absl::Status s =
-          kafka_->EnsureTopic(DeadLetterTopicName(peer_.name, offer_.topic()), offer_.partitions());
+  if (absl::Status s = kafka_->EnsureTopic(core::DeadLetterTopicName(peer_.name, offer_.topic()),
+                                           offer_.partitions());
       !s.ok()) {
     return s;
   }
@@ -730,7 +725,7 @@ absl::Status ImportDataset::RunGroup() {
             });
       });
   if (!consumer_or.ok()) return consumer_or.status();
-  KafkaHandle consumer = *std::move(consumer_or);
+  kafka::Handle consumer = *std::move(consumer_or);
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, target_topic_.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err = rd_kafka_subscribe(consumer.get(), topics);
@@ -743,7 +738,7 @@ absl::Status ImportDataset::RunGroup() {
       if (stopping_) break;
     }
     // Serves group heartbeats and rebalance callbacks; records never come (paused).
-    KafkaMessage m(rd_kafka_consumer_poll(consumer.get(), 200));
+    kafka::Message m(rd_kafka_consumer_poll(consumer.get(), 200));
     if (m && m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       log::Warn("import_group_error",
                 {{"topic", target_topic_}, {"error", rd_kafka_message_errstr(m.get())}});
@@ -766,7 +761,7 @@ absl::Status ImportDataset::RunGroup() {
 void ImportDataset::OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions) {
   const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(consumer)) == "COOPERATIVE";
   if (cooperative) {
-    KafkaError err(rd_kafka_incremental_assign(consumer, partitions));
+    kafka::Error err(rd_kafka_incremental_assign(consumer, partitions));
   } else {
     rd_kafka_assign(consumer, partitions);
   }
@@ -797,7 +792,7 @@ void ImportDataset::OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_lis
     partitions_.erase(it);
   }
   if (std::string_view(rd_kafka_rebalance_protocol(consumer)) == "COOPERATIVE") {
-    KafkaError err(rd_kafka_incremental_unassign(consumer, partitions));
+    kafka::Error err(rd_kafka_incremental_unassign(consumer, partitions));
   } else {
     rd_kafka_assign(consumer, nullptr);
   }
@@ -823,7 +818,8 @@ void ImportDataset::PublishMetrics() {
 }
 
 PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
-                   std::shared_ptr<const PeerAuthenticator> auth, KafkaEnv* kafka, Metrics* metrics)
+                   std::shared_ptr<const PeerAuthenticator> auth, kafka::Env* kafka,
+                   core::Metrics* metrics)
     : config_(config), peer_(peer), kafka_(kafka), metrics_(metrics) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
@@ -859,7 +855,7 @@ void PeerLink::Stop() {
 }
 
 void PeerLink::Run() {
-  Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
+  core::Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
   fed::Federation::Stub stub(channel_);
   while (true) {
     grpc::ClientContext context;

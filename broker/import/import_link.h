@@ -16,10 +16,10 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/config.h"
-#include "broker/kafka.h"
-#include "broker/metrics.h"
 #include "broker/peer_identity.h"
-#include "broker/provenance.h"
+#include "core/metrics.h"
+#include "core/provenance.h"
+#include "kafka/client.h"
 #include "uop/federation/v1/federation.grpc.pb.h"
 
 namespace uop::broker {
@@ -33,8 +33,8 @@ class ImportSubscription {
  public:
   ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
                      std::shared_ptr<grpc::Channel> channel,
-                     uop::federation::v1::DatasetOffer offer, int32_t partition, KafkaEnv* kafka,
-                     Metrics* metrics);
+                     uop::federation::v1::DatasetOffer offer, int32_t partition, kafka::Env* kafka,
+                     core::Metrics* metrics);
   ~ImportSubscription();
 
   void Start();
@@ -51,7 +51,7 @@ class ImportSubscription {
   // One connection: fence, recover, subscribe, stream until error. `progressed` tells whether
   // anything was written (then the backoff starts over).
   absl::Status RunOnce(bool* progressed);
-  absl::StatusOr<std::map<int32_t, PartitionCheckpoint>> Recover();
+  absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> Recover();
   // Aborts a transaction of ours left open in our partition although its coordinator finished it
   // (see the .cc). Must run after init_transactions, before Recover.
   absl::Status CloseHangingTransactions(rd_kafka_t* producer);
@@ -66,18 +66,18 @@ class ImportSubscription {
   const int32_t partition_;
   const std::string target_topic_;
   const std::string deadletter_topic_;
-  KafkaEnv* kafka_;
-  Metrics* metrics_;
+  kafka::Env* kafka_;
+  core::Metrics* metrics_;
   // Origin (partition, offset) pairs that Kafka refused for good: next attempt dead-letters them.
   std::set<std::pair<int32_t, int64_t>> dead_records_;
   std::map<std::pair<int32_t, int64_t>, std::string> dead_reasons_;
 
-  MetricValue* records_written_;
-  MetricValue* batches_written_;
-  MetricValue* duplicates_dropped_;
-  MetricValue* deadlettered_;
-  MetricValue* reconnects_;
-  MetricValue* transactions_;
+  core::MetricValue* records_written_;
+  core::MetricValue* batches_written_;
+  core::MetricValue* duplicates_dropped_;
+  core::MetricValue* deadlettered_;
+  core::MetricValue* reconnects_;
+  core::MetricValue* transactions_;
   std::atomic<bool> streaming_{false};
   std::atomic<int64_t> lag_records_{0};
   std::atomic<double> lag_seconds_{0};
@@ -96,7 +96,7 @@ class ImportDataset {
  public:
   ImportDataset(const NodeConfig& config, const PeerConfig& peer,
                 std::shared_ptr<grpc::Channel> channel, uop::federation::v1::DatasetOffer offer,
-                KafkaEnv* kafka, Metrics* metrics);
+                kafka::Env* kafka, core::Metrics* metrics);
   ~ImportDataset();
   void Start();
   void Stop();
@@ -115,12 +115,12 @@ class ImportDataset {
   std::shared_ptr<grpc::Channel> channel_;
   const uop::federation::v1::DatasetOffer offer_;
   const std::string target_topic_;
-  KafkaEnv* kafka_;
-  Metrics* metrics_;
-  MetricValue* assigned_;
-  MetricValue* stream_up_;
-  MetricValue* lag_records_;
-  MetricValue* lag_seconds_;
+  kafka::Env* kafka_;
+  core::Metrics* metrics_;
+  core::MetricValue* assigned_;
+  core::MetricValue* stream_up_;
+  core::MetricValue* lag_records_;
+  core::MetricValue* lag_seconds_;
   // Touched only by the Run thread (rebalance callbacks run inside its consumer poll).
   std::map<int32_t, std::unique_ptr<ImportSubscription>> partitions_;
   std::atomic<bool> streaming_{false};
@@ -133,7 +133,8 @@ class ImportDataset {
 class PeerLink {
  public:
   PeerLink(const NodeConfig& config, const PeerConfig& peer,
-           std::shared_ptr<const PeerAuthenticator> auth, KafkaEnv* kafka, Metrics* metrics);
+           std::shared_ptr<const PeerAuthenticator> auth, kafka::Env* kafka,
+           core::Metrics* metrics);
   ~PeerLink();
   void Start();
   void Stop();
@@ -144,26 +145,14 @@ class PeerLink {
   const NodeConfig& config_;
   const PeerConfig& peer_;
   std::shared_ptr<grpc::Channel> channel_;
-  KafkaEnv* kafka_;
-  Metrics* metrics_;
-  MetricValue* link_up_;
-  MetricValue* offers_;
+  kafka::Env* kafka_;
+  core::Metrics* metrics_;
+  core::MetricValue* link_up_;
+  core::MetricValue* offers_;
   std::map<std::string, std::unique_ptr<ImportDataset>> datasets_;  // by topic
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
-};
-
-// Jittered exponential backoff: Next() returns a delay in [d/2, d] and doubles d up to max.
-class Backoff {
- public:
-  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max)
-      : initial_(initial), max_(max), current_(initial) {}
-  std::chrono::milliseconds Next();
-  void Reset() { current_ = initial_; }
-
- private:
-  std::chrono::milliseconds initial_, max_, current_;
 };
 
 }  // namespace uop::broker

@@ -1,5 +1,5 @@
 // JSON-lines logger; a single write(2) per line keeps lines whole across threads and processes.
-#include "broker/log.h"
+#include "core/log.h"
 
 #include <unistd.h>
 

@@ -1,9 +1,9 @@
 // Mirroring names and tokens.
-#include "broker/provenance.h"
+#include "core/provenance.h"
 
 #include "absl/strings/str_cat.h"
 
-namespace uop::broker {
+namespace uop::core {
 
 std::string MirrorTopicName(absl::string_view origin, absl::string_view topic) {
   return absl::StrCat(origin, ".", topic);
@@ -33,4 +33,4 @@ std::optional<int64_t> DecodeOffsetToken(absl::string_view token) {
   return offset;
 }
 
-}  // namespace uop::broker
+}  // namespace uop::core

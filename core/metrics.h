@@ -11,7 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
-namespace uop::broker {
+namespace uop::core {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
@@ -49,4 +49,4 @@ class Metrics {
   std::map<std::string, Family> families_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace uop::broker
+}  // namespace uop::core

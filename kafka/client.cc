@@ -1,15 +1,15 @@
 // librdkafka plumbing: configuration, the embedded mock cluster and topic administration.
-#include "broker/kafka.h"
+#include "kafka/client.h"
 
 #include <librdkafka/rdkafka_mock.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "broker/log.h"
+#include "core/log.h"
 
-namespace uop::broker {
+namespace uop::kafka {
 
-absl::StatusOr<rd_kafka_conf_t*> MakeKafkaConf(const KafkaProperties& props) {
+absl::StatusOr<rd_kafka_conf_t*> MakeConf(const Properties& props) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
   for (const auto& [key, value] : props) {
@@ -47,14 +47,14 @@ absl::Status CreateMockTopic(MockCluster& mock, const std::string& topic, int pa
   return absl::OkStatus();
 }
 
-KafkaEnv::~KafkaEnv() {
+Env::~Env() {
   admin_.reset();
   if (mock_ != nullptr) rd_kafka_mock_cluster_destroy(mock_);
   mock_host_.reset();
 }
 
-absl::StatusOr<std::unique_ptr<KafkaEnv>> KafkaEnv::Start(const KafkaConfig& config) {
-  auto env = std::unique_ptr<KafkaEnv>(new KafkaEnv());
+absl::StatusOr<std::unique_ptr<Env>> Env::Start(const ClusterConfig& config) {
+  auto env = std::unique_ptr<Env>(new Env());
   env->properties_ = config.properties;
   if (config.embedded.has_value()) {
     auto mock = StartMockCluster(config.embedded->brokers);
@@ -81,13 +81,13 @@ absl::StatusOr<std::unique_ptr<KafkaEnv>> KafkaEnv::Start(const KafkaConfig& con
   return env;
 }
 
-absl::StatusOr<KafkaHandle> KafkaEnv::NewClient(
-    rd_kafka_type_t type, const KafkaProperties& overrides,
+absl::StatusOr<Handle> Env::NewClient(
+    rd_kafka_type_t type, const Properties& overrides,
     const std::function<void(rd_kafka_conf_t*)>& customize) const {
-  KafkaProperties props = properties_;
+  Properties props = properties_;
   props["bootstrap.servers"] = bootstrap_;
   for (const auto& [k, v] : overrides) props[k] = v;
-  auto conf = MakeKafkaConf(props);
+  auto conf = MakeConf(props);
   if (!conf.ok()) return conf.status();
   // librdkafka's own messages become JSON log lines like ours.
   rd_kafka_conf_set_log_cb(
@@ -106,10 +106,10 @@ absl::StatusOr<KafkaHandle> KafkaEnv::NewClient(
     rd_kafka_conf_destroy(*conf);
     return absl::InvalidArgumentError(absl::StrCat("kafka client: ", err));
   }
-  return KafkaHandle(rk);
+  return Handle(rk);
 }
 
-bool KafkaEnv::Reachable(int timeout_ms) const {
+bool Env::Reachable(int timeout_ms) const {
   const struct rd_kafka_metadata* md = nullptr;
   // all_topics=0 and no topic: only brokers are asked for, nothing is created.
   if (rd_kafka_metadata(admin_.get(), 0, nullptr, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -120,7 +120,7 @@ bool KafkaEnv::Reachable(int timeout_ms) const {
   return any;
 }
 
-absl::StatusOr<int> KafkaEnv::PartitionCount(const std::string& topic) const {
+absl::StatusOr<int> Env::PartitionCount(const std::string& topic) const {
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(admin_.get(), topic.c_str(), nullptr);
   const struct rd_kafka_metadata* md = nullptr;
   rd_kafka_resp_err_t err = rd_kafka_metadata(admin_.get(), 0, rkt, &md, 10000);
@@ -144,7 +144,7 @@ absl::StatusOr<int> KafkaEnv::PartitionCount(const std::string& topic) const {
   return result;
 }
 
-absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
+absl::Status Env::EnsureTopic(const std::string& topic, int partitions) {
   {
     absl::MutexLock lock(&mu_);
     if (ensured_.contains(topic)) return absl::OkStatus();
@@ -212,4 +212,4 @@ absl::Status KafkaEnv::EnsureTopic(const std::string& topic, int partitions) {
   return absl::OkStatus();
 }
 
-}  // namespace uop::broker
+}  // namespace uop::kafka

@@ -6,7 +6,7 @@
 #include <string>
 #include "absl/strings/string_view.h"
 
-namespace uop::broker {
+namespace uop::core {
 
 // Header names every mirrored record carries in the receiver's Kafka.
 inline constexpr absl::string_view kHeaderOrigin = "uop.origin";  // owner node
@@ -54,4 +54,4 @@ class PartitionCheckpoint {
   std::string token_;
 };
 
-}  // namespace uop::broker
+}  // namespace uop::core

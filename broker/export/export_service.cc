@@ -1,0 +1,456 @@
+// Owner side on gRPC's callback API: authenticate, authorize by policy, then one reactor per
+// stream drives an ExportSession over a KafkaRecordSource. Reactor callbacks never block: Kafka
+// setup runs on the setup workers, reading and batch cutting on the export workers.
+#include "broker/export/export_service.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "broker/export/export_session.h"
+#include "broker/export/kafka_record_source.h"
+#include "core/log.h"
+#include "core/provenance.h"
+
+namespace uop::broker {
+
+namespace fed = uop::federation::v1;
+
+namespace {
+// Long enough for a receiver to read what is in flight; then a finished stream that gRPC still
+// holds (its peer stopped reading) is cancelled.
+constexpr absl::Duration kFinishGrace = absl::Seconds(5);
+}  // namespace
+
+// One Replicate stream. Owned by itself (self_) from Replicate() until OnDone, and by any task
+// that runs for it; the last owner frees it on a worker thread, never inside a gRPC callback.
+class ExportStream final : public grpc::ServerBidiReactor<fed::ReceiverMessage, fed::OwnerMessage>,
+                           public std::enable_shared_from_this<ExportStream> {
+ public:
+  ExportStream(ExportService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context) {}
+
+  void Begin() {
+    self_ = shared_from_this();
+    service_->Register(self_);
+    StartRead(&read_msg_);
+  }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  // Runs on an export worker: sends what the session has, or ends the stream.
+  void Pump();
+  // Schedules Pump() on an export worker unless one is pending.
+  void Schedule();
+  // Cancels a stream that was finished long ago but that gRPC could not close (peer not reading).
+  void CancelIfStuck(absl::Time now);
+
+ private:
+  void Subscribe();  // runs on a setup worker
+  absl::Status SetUp(const fed::Subscribe& sub);
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckShare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  ExportService* const service_;
+  grpc::CallbackServerContext* const context_;
+  std::shared_ptr<ExportStream> self_;
+  fed::ReceiverMessage read_msg_;  // touched by gRPC read callbacks and Subscribe only
+  bool subscribe_seen_ = false;    // read callbacks only
+  std::atomic<bool> pump_pending_{false};
+
+  absl::Mutex mu_;
+  std::string peer_ ABSL_GUARDED_BY(mu_);
+  std::string topic_ ABSL_GUARDED_BY(mu_);
+  int partition_count_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<const policy::PolicySnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<KafkaRecordSource> source_ ABSL_GUARDED_BY(mu_);
+  IdentityTransform transform_;
+  std::unique_ptr<ExportSession> session_ ABSL_GUARDED_BY(mu_);
+  fed::OwnerMessage write_msg_ ABSL_GUARDED_BY(mu_);
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time finished_at_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  core::MetricValue* streams_gauge_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+void ExportStream::OnReadDone(bool ok) {
+  if (!ok) {  // the receiver half-closed its side, or the call is gone
+    absl::MutexLock lock(&mu_);
+    if (context_->IsCancelled()) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the peer cancelled the stream"));
+    } else if (!subscribe_seen_) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "no subscribe"));
+    } else if (session_ != nullptr) {
+      FinishLocked(grpc::Status::OK);  // a half-close ends the stream normally
+    }
+    // else: Subscribe() is still setting up; it sees the end through the failing write.
+    return;
+  }
+  if (!subscribe_seen_) {
+    subscribe_seen_ = true;
+    if (!read_msg_.has_subscribe()) {
+      absl::MutexLock lock(&mu_);
+      FinishLocked(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first message must be subscribe"));
+      return;
+    }
+    service_->setup_workers_.Post([self = shared_from_this()] { self->Subscribe(); });
+    return;  // the next read starts once the session exists
+  }
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  if (absl::Status s = session_->OnReceiverMessage(read_msg_); !s.ok()) {
+    log::Warn("export_protocol_violation",
+              {{"peer", peer_}, {"topic", topic_}, {"reason", std::string(s.message())}});
+    FinishLocked(ToGrpcStatus(s));
+    return;
+  }
+  StartRead(&read_msg_);
+  if (!write_in_flight_) Schedule();
+}
+
+void ExportStream::OnWriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  write_in_flight_ = false;
+  if (!ok) {
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the peer cancelled the stream"));
+    return;
+  }
+  Schedule();
+}
+
+void ExportStream::OnCancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the peer cancelled the stream"));
+}
+
+void ExportStream::OnDone() {
+  service_->Unregister(this);
+  // The last reference may own a Kafka consumer whose close blocks: drop it on a worker.
+  service_->setup_workers_.Post([self = std::move(self_)] {});
+}
+
+void ExportStream::Schedule() {
+  if (pump_pending_.exchange(true)) return;
+  service_->workers_.Post([self = shared_from_this()] { self->Pump(); });
+}
+
+void ExportStream::CancelIfStuck(absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ && !cancelled_ && now - finished_at_ > kFinishGrace) {
+    cancelled_ = true;
+    context_->TryCancel();
+  }
+}
+
+void ExportStream::FinishLocked(const grpc::Status& status) {
+  if (finished_) return;
+  finished_ = true;
+  finished_at_ = absl::Now();
+  Finish(status);
+  if (streams_gauge_ != nullptr) streams_gauge_->Add(-1);
+  if (!peer_.empty()) {
+    log::Info("export_stream_ended", {{"peer", peer_},
+                                      {"topic", topic_},
+                                      {"code", std::to_string(status.error_code())},
+                                      {"status", status.ok() ? "ok" : status.error_message()}});
+  }
+}
+
+absl::Status ExportStream::CheckShare() {
+  std::shared_ptr<const policy::PolicySnapshot> current = service_->policies_();
+  if (current == snapshot_ || current->Allows(topic_, peer_)) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("dataset '", topic_,
+                                                  "' is no longer shared with peer '", peer_,
+                                                  "' (policy ", current->version(), ")"));
+}
+
+void ExportStream::Pump() {
+  pump_pending_.store(false);
+  absl::MutexLock lock(&mu_);
+  if (finished_ || session_ == nullptr) return;
+  if (service_->stopping()) {
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "owner node is shutting down"));
+    return;
+  }
+  if (absl::Status s = CheckShare(); !s.ok()) {
+    log::Warn("export_share_revoked", {{"peer", peer_}, {"topic", topic_}});
+    FinishLocked(ToGrpcStatus(s));
+    return;
+  }
+  if (write_in_flight_) return;  // OnWriteDone schedules the next round
+  absl::StatusOr<std::optional<fed::OwnerMessage>> next = session_->Next();
+  if (!next.ok()) {
+    log::Warn(
+        "export_stream_failed",
+        {{"peer", peer_}, {"topic", topic_}, {"reason", std::string(next.status().message())}});
+    FinishLocked(ToGrpcStatus(next.status()));
+    return;
+  }
+  if (!next->has_value()) return;  // idle: a record, a read or the ticker schedules us again
+  write_msg_ = std::move(**next);
+  write_in_flight_ = true;
+  StartWrite(&write_msg_);
+}
+
+void ExportStream::Subscribe() {
+  const fed::Subscribe& sub = read_msg_.subscribe();
+  absl::Status status = SetUp(sub);
+  absl::MutexLock lock(&mu_);
+  if (!status.ok()) {
+    FinishLocked(ToGrpcStatus(status));
+    return;
+  }
+  if (finished_) return;
+  if (service_->stopping()) {
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "owner node is shutting down"));
+    return;
+  }
+  fed::OwnerMessage subscribed;
+  fed::Subscribed* s = subscribed.mutable_subscribed();
+  s->mutable_hello()->set_node(service_->config_.node);
+  s->mutable_hello()->set_protocol_version(kProtocolVersion);
+  s->mutable_hello()->set_software(std::string(kSoftware));
+  s->set_topic(topic_);
+  s->set_partitions(partition_count_);
+  s->set_policy_version(snapshot_->version());
+  write_msg_ = std::move(subscribed);
+  write_in_flight_ = true;
+  StartWrite(&write_msg_);
+  StartRead(&read_msg_);  // from now on: credit, acks and heartbeats
+}
+
+absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
+  absl::StatusOr<std::string> peer = service_->AuthenticateCall(context_, sub.hello());
+  if (!peer.ok()) {
+    log::Warn("subscribe_refused",
+              {{"client", context_->peer()}, {"reason", std::string(peer.status().message())}});
+    return peer.status();
+  }
+  const std::string& topic = sub.topic();
+  std::shared_ptr<const policy::PolicySnapshot> snapshot = service_->policies_();
+  const core::Labels labels = {{"peer", *peer}, {"topic", topic}};
+  core::Metrics* metrics = service_->metrics_;
+  if (!snapshot->Allows(topic, *peer)) {
+    metrics->Counter("uop_export_refused_total", "Subscriptions refused by policy", labels)->Add(1);
+    log::Warn("subscribe_denied",
+              {{"peer", *peer}, {"topic", topic}, {"policy", snapshot->version()}});
+    return absl::PermissionDeniedError(
+        absl::StrCat("dataset '", topic, "' is not shared with peer '", *peer, "'"));
+  }
+  absl::StatusOr<int> partition_count = service_->kafka_->PartitionCount(topic);
+  if (!partition_count.ok()) return partition_count.status();
+
+  std::vector<KafkaRecordSource::Start> starts;
+  std::vector<int32_t> partitions;
+  if (sub.partitions().empty()) {
+    for (int p = 0; p < *partition_count; ++p) starts.push_back({p, RD_KAFKA_OFFSET_BEGINNING});
+  }
+  for (const fed::PartitionStart& start : sub.partitions()) {
+    if (start.partition() < 0 || start.partition() >= *partition_count) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("partition ", start.partition(), " out of range 0..", *partition_count - 1));
+    }
+    for (const KafkaRecordSource::Start& s : starts) {
+      if (s.partition == start.partition()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("partition ", start.partition(), " listed twice"));
+      }
+    }
+    int64_t offset = RD_KAFKA_OFFSET_BEGINNING;
+    if (!start.resume_token().empty()) {
+      std::optional<int64_t> decoded = core::DecodeOffsetToken(start.resume_token());
+      if (!decoded.has_value()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("partition ", start.partition(), ": unknown resume token"));
+      }
+      offset = *decoded;
+    }
+    starts.push_back({start.partition(), offset});
+  }
+  for (const KafkaRecordSource::Start& s : starts) partitions.push_back(s.partition);
+
+  std::weak_ptr<ExportStream> weak = weak_from_this();
+  core::ThreadPool* workers = &service_->workers_;
+  absl::StatusOr<std::unique_ptr<KafkaRecordSource>> source = KafkaRecordSource::Open(
+      service_->kafka_, absl::StrCat("uop-export.", service_->config_.node, ".", *peer), topic,
+      starts, [workers, weak] {
+        // From a librdkafka thread: only hand over to a worker (which may free the stream).
+        workers->Post([weak] {
+          if (auto self = weak.lock()) self->Schedule();
+        });
+      });
+  if (!source.ok()) return source.status();
+
+  const LinkTuning& tuning = service_->config_.link;
+  ExportCounters counters{
+      metrics->Counter("uop_export_records_total", "Records sent to peers", labels),
+      metrics->Counter("uop_export_bytes_total", "Serialized record batch bytes sent to peers",
+                       labels),
+      metrics->Counter("uop_export_batches_total", "Batches sent", labels),
+      metrics->Counter("uop_export_acked_records_total",
+                       "Records the peer acknowledged as durably written", labels),
+      metrics->Counter("uop_export_loop_skipped_total",
+                       "Records not exported because they came from a peer", labels),
+      metrics->Counter("uop_export_withheld_total", "Records the sharing rules withheld", labels)};
+  ExportSession::Options options{tuning.batch_max_records, tuning.batch_max_bytes,
+                                 absl::FromChrono(tuning.heartbeat_interval),
+                                 absl::FromChrono(tuning.dead_peer_timeout)};
+  absl::MutexLock lock(&mu_);
+  peer_ = *peer;
+  topic_ = topic;
+  partition_count_ = *partition_count;
+  snapshot_ = snapshot;
+  source_ = *std::move(source);
+  session_ = std::make_unique<ExportSession>(options, snapshot->version(), partitions,
+                                             sub.initial_credit(), source_.get(), &transform_,
+                                             core::Clock::Real(), counters);
+  streams_gauge_ = metrics->Gauge("uop_export_streams", "Open export streams", {{"peer", peer_}});
+  streams_gauge_->Add(1);
+  log::Info("export_stream_started", {{"peer", peer_},
+                                      {"topic", topic_},
+                                      {"partitions", std::to_string(partitions.size())},
+                                      {"policy", snapshot->version()}});
+  return absl::OkStatus();
+}
+
+ExportService::ExportService(const NodeConfig& config,
+                             std::shared_ptr<const PeerAuthenticator> auth, PolicyProvider policies,
+                             kafka::Env* kafka, core::Metrics* metrics)
+    : config_(config),
+      auth_(std::move(auth)),
+      policies_(std::move(policies)),
+      kafka_(kafka),
+      metrics_(metrics),
+      workers_(config.link.export_workers),
+      setup_workers_(2) {
+  ticker_ = std::thread([this] {
+    const absl::Duration period =
+        std::min(absl::Milliseconds(100), absl::FromChrono(config_.link.heartbeat_interval) / 4);
+    absl::MutexLock lock(&mu_);
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ticker_stop_; };
+    while (!mu_.AwaitWithTimeout(absl::Condition(&stop), period)) {
+      mu_.Unlock();
+      Tick();
+      mu_.Lock();
+    }
+  });
+}
+
+ExportService::~ExportService() {
+  {
+    absl::MutexLock lock(&mu_);
+    ticker_stop_ = true;
+  }
+  ticker_.join();
+}
+
+void ExportService::Register(const std::shared_ptr<ExportStream>& stream) {
+  absl::MutexLock lock(&mu_);
+  streams_[stream.get()] = stream;
+}
+
+void ExportService::Unregister(const ExportStream* stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(stream);
+}
+
+void ExportService::Tick() {
+  std::vector<std::shared_ptr<ExportStream>> streams;
+  {
+    absl::MutexLock lock(&mu_);
+    streams.reserve(streams_.size());
+    for (const auto& [ptr, weak] : streams_) {
+      if (auto s = weak.lock()) streams.push_back(std::move(s));
+    }
+  }
+  const absl::Time now = absl::Now();
+  for (const std::shared_ptr<ExportStream>& s : streams) {
+    s->CancelIfStuck(now);
+    s->Schedule();
+  }
+  // The last reference to a stream may be here: hand it to a worker to free.
+  if (!streams.empty()) setup_workers_.Post([streams = std::move(streams)] {});
+}
+
+void ExportService::Stop() {
+  stopping_.store(true);
+  Tick();
+}
+
+grpc::ServerBidiReactor<fed::ReceiverMessage, fed::OwnerMessage>* ExportService::Replicate(
+    grpc::CallbackServerContext* context) {
+  auto stream = std::make_shared<ExportStream>(this, context);
+  stream->Begin();
+  return stream.get();
+}
+
+absl::StatusOr<std::string> ExportService::AuthenticateCall(grpc::CallbackServerContext* context,
+                                                            const fed::Hello& hello) {
+  std::shared_ptr<const grpc::AuthContext> auth_context = context->auth_context();
+  std::string chain;
+  if (auth_context) {
+    // The connection's own (leaf) certificate first, then whatever chain the peer sent, so that
+    // certificates from an intermediate CA verify (the chain property may omit the leaf).
+    for (const char* property : {"x509_pem_cert", "x509_pem_cert_chain"}) {
+      for (const grpc::string_ref& pem : auth_context->FindPropertyValues(property)) {
+        chain.append(pem.data(), pem.size());
+      }
+    }
+  }
+  absl::StatusOr<std::string> peer = auth_->Authenticate(chain, std::nullopt);
+  if (!peer.ok()) return peer.status();
+  if (hello.node() != *peer) {
+    return absl::PermissionDeniedError(absl::StrCat("hello names node '", hello.node(),
+                                                    "' but the certificate is peer '", *peer, "'"));
+  }
+  if (hello.protocol_version() != kProtocolVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("protocol version ", hello.protocol_version(),
+                                                      " not supported; this node speaks ",
+                                                      kProtocolVersion));
+  }
+  return peer;
+}
+
+grpc::ServerUnaryReactor* ExportService::ListOffers(grpc::CallbackServerContext* context,
+                                                    const fed::ListOffersRequest* request,
+                                                    fed::ListOffersResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // Topic metadata may take a Kafka round trip: never in a gRPC callback.
+  setup_workers_.Post([this, context, request, response, reactor] {
+    absl::StatusOr<std::string> peer = AuthenticateCall(context, request->hello());
+    if (!peer.ok()) {
+      log::Warn("offers_refused",
+                {{"client", context->peer()}, {"reason", std::string(peer.status().message())}});
+      reactor->Finish(ToGrpcStatus(peer.status()));
+      return;
+    }
+    std::shared_ptr<const policy::PolicySnapshot> snapshot = policies_();
+    response->mutable_hello()->set_node(config_.node);
+    response->mutable_hello()->set_protocol_version(kProtocolVersion);
+    response->mutable_hello()->set_software(std::string(kSoftware));
+    for (const std::string& topic : snapshot->TopicsFor(*peer)) {
+      absl::StatusOr<int> partitions = kafka_->PartitionCount(topic);
+      if (!partitions.ok()) {
+        log::Warn("offer_topic_unavailable",
+                  {{"peer", *peer},
+                   {"topic", topic},
+                   {"reason", std::string(partitions.status().message())}});
+        continue;
+      }
+      fed::DatasetOffer* offer = response->add_offers();
+      offer->set_topic(topic);
+      offer->set_partitions(*partitions);
+      offer->set_policy_version(snapshot->version());
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+}  // namespace uop::broker

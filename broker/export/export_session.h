@@ -1,0 +1,132 @@
+// The owner's protocol core for one Replicate stream, without sockets or Kafka:
+// read (RecordSource) -> transform (RecordTransform) -> frame (RecordBatch within credit) -> send.
+// The gRPC reactor feeds it the receiver's messages and sends what Next() returns.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/clock.h"
+#include "core/metrics.h"
+#include "uop/federation/v1/federation.pb.h"
+
+namespace uop::broker {
+
+// One record read from the owner's Kafka. `record.resume_token` is left empty by the source: the
+// transform owns it.
+struct SourceRecord {
+  int32_t partition = 0;
+  uop::federation::v1::Record record;
+};
+
+// The read stage: the owner's Kafka, already positioned at the subscribed starts.
+class RecordSource {
+ public:
+  virtual ~RecordSource() = default;
+  // Appends up to `max` records that are already fetched, without waiting. Records of one
+  // partition come in offset order. An error ends the stream with that status.
+  virtual absl::Status Read(size_t max, std::vector<SourceRecord>* out) = 0;
+  // What the source knows of `partition`: its end offset and the next offset it will return
+  // (past transaction markers); -1 where unknown.
+  struct Progress {
+    int64_t high_watermark = -1;
+    int64_t position = -1;
+  };
+  virtual Progress PartitionProgress(int32_t partition) = 0;
+  // Positions the receiver acknowledged, for monitoring only (kafka-consumer-groups).
+  virtual void CommitForMonitoring(const std::map<int32_t, int64_t>& next_offsets) = 0;
+};
+
+// The transform stage: the owner's rules for one (dataset, peer). It sees every record in
+// partition order and owns the resume token of what it lets out.
+class RecordTransform {
+ public:
+  virtual ~RecordTransform() = default;
+  // Rewrites `record` for the peer and sets its resume token; false withholds it.
+  virtual bool Apply(int32_t partition, uop::federation::v1::Record* record) = 0;
+};
+
+// Plain mirroring: every record as it is; the token is the next origin offset.
+class IdentityTransform final : public RecordTransform {
+ public:
+  bool Apply(int32_t partition, uop::federation::v1::Record* record) override;
+};
+
+// Counters the session moves; they live in the node's registry (or a test's).
+struct ExportCounters {
+  core::MetricValue* records = nullptr;       // records sent
+  core::MetricValue* bytes = nullptr;         // serialized RecordBatch bytes sent
+  core::MetricValue* batches = nullptr;       // batches sent
+  core::MetricValue* acked = nullptr;         // records the receiver acknowledged
+  core::MetricValue* loop_skipped = nullptr;  // records not exported: they came from a peer
+  core::MetricValue* withheld = nullptr;      // records the transform withheld
+};
+
+// Not thread-safe: the stream serialises calls. `source`, `transform` and `clock` must outlive it.
+class ExportSession {
+ public:
+  struct Options {
+    int batch_max_records = 5000;
+    int64_t batch_max_bytes = 1 << 20;
+    absl::Duration heartbeat_interval = absl::Seconds(1);
+    absl::Duration dead_peer_timeout = absl::Seconds(5);
+  };
+
+  ExportSession(Options options, std::string policy_version, std::vector<int32_t> partitions,
+                const uop::federation::v1::Credit& initial_credit, RecordSource* source,
+                RecordTransform* transform, const core::Clock* clock, ExportCounters counters);
+
+  // A message from the receiver after its Subscribe. A protocol violation returns the status
+  // that ends the stream (INVALID_ARGUMENT, with what was wrong).
+  absl::Status OnReceiverMessage(const uop::federation::v1::ReceiverMessage& message);
+
+  // The next message to send now: a batch while credit lasts (read from the source when nothing
+  // is ready), else a heartbeat when one is due, else nothing. An error ends the stream: the
+  // source's, or UNAVAILABLE when the receiver has been silent past the dead-peer timeout.
+  absl::StatusOr<std::optional<uop::federation::v1::OwnerMessage>> Next();
+
+  // When Next() wants to be called again at the latest (heartbeat or dead-peer deadline).
+  absl::Time NextDeadline() const;
+
+  uint64_t last_sent_seq() const { return next_seq_ - 1; }
+  uint64_t acked_through() const { return acked_through_; }
+  bool has_credit() const { return batch_credit_ > 0 && byte_credit_ > 0; }
+
+ private:
+  struct SentBatch {
+    uint64_t seq;
+    int32_t partition;
+    int64_t next_offset;
+    int records;
+  };
+  absl::Status OnAck(uint64_t through);
+  absl::Status Fill();  // reads the source and cuts batches into ready_
+  uop::federation::v1::OwnerMessage Heartbeat();
+
+  const Options options_;
+  const std::string policy_version_;
+  const std::vector<int32_t> partitions_;
+  RecordSource* source_;
+  RecordTransform* transform_;
+  const core::Clock* clock_;
+  ExportCounters counters_;
+
+  int64_t batch_credit_;
+  int64_t byte_credit_;
+  uint64_t next_seq_ = 1;
+  uint64_t acked_through_ = 0;
+  std::deque<uop::federation::v1::OwnerMessage> ready_;  // cut, not yet sent
+  std::deque<SentBatch> unacked_;
+  absl::Time last_heard_;
+  absl::Time last_sent_;
+  std::vector<SourceRecord> read_buffer_;
+};
+
+}  // namespace uop::broker
