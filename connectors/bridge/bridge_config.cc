@@ -110,9 +110,12 @@ class Parser {
     ASSIGN_OR_RETURN(std::string bootstrap, String(kafka, "bootstrap", "kafka", ""));
     if (bootstrap.empty())
       return Error(kafka, "kafka.bootstrap", "missing (host:port or embedded)");
-    c.kafka.bootstrap = bootstrap == "embedded" ? "" : bootstrap;
     ASSIGN_OR_RETURN(int64_t brokers, Integer(kafka, "embedded_brokers", "kafka", 1, 1, 9));
-    c.kafka.embedded_brokers = static_cast<int>(brokers);
+    if (bootstrap == "embedded") {
+      c.kafka.cluster.embedded = kafka::EmbeddedConfig{static_cast<int>(brokers), {}};
+    } else {
+      c.kafka.cluster.bootstrap = bootstrap;
+    }
     ASSIGN_OR_RETURN(int64_t partitions, Integer(kafka, "partitions", "kafka", 6, 1, 1000));
     c.partitions = static_cast<int>(partitions);
     ASSIGN_OR_RETURN(c.ingest.topic, String(kafka, "topic", "kafka", c.ingest.topic));
@@ -127,12 +130,12 @@ class Parser {
           return Error(kv.second, absl::StrCat("kafka.properties.", kv.first.Scalar()),
                        "expected a string");
         }
-        c.kafka.properties[kv.first.Scalar()] = kv.second.Scalar();
+        c.kafka.cluster.properties[kv.first.Scalar()] = kv.second.Scalar();
       }
     }
-    if (c.kafka.bootstrap.empty()) {
-      c.kafka.embedded_topics = {{c.ingest.topic, c.partitions},
-                                 {c.ingest.dead_letter_topic, c.partitions}};
+    if (c.kafka.cluster.embedded) {
+      c.kafka.cluster.embedded->topics = {{c.ingest.topic, c.partitions},
+                                          {c.ingest.dead_letter_topic, c.partitions}};
     }
 
     const YAML::Node cat = root["catalogue"];

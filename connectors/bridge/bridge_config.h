@@ -14,8 +14,8 @@ namespace uop::sta_bridge {
 
 struct BridgeConfig {
   std::string node = "uop-sta-bridge";
-  KafkaSinkOptions kafka;  // bootstrap empty = embedded
-  int partitions = 6;      // of the topics created in embedded Kafka
+  KafkaSinkOptions kafka;
+  int partitions = 6;  // of the topics created in embedded Kafka
   IngestOptions ingest;
   std::string catalogue_file;  // exactly one of file and url
   std::string catalogue_url;

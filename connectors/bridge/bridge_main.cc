@@ -11,17 +11,17 @@
 #include "absl/synchronization/notification.h"
 #include "connectors/bridge/bridge_config.h"
 #include "connectors/bridge/http_api.h"
-#include "connectors/bridge/json_log.h"
 #include "connectors/bridge/kafka_sink.h"
 #include "connectors/bridge/mqtt_source.h"
 #include "connectors/sta/json_text.h"
+#include "core/log.h"
 
 namespace {
 
 using namespace uop::sta_bridge;  // NOLINT: main wiring only
 
 int Fail(const absl::Status& s) {
-  log::Error("bridge_failed", {{"error", std::string(s.message())}});
+  uop::log::Error("bridge_failed", {{"error", std::string(s.message())}});
   std::fprintf(stderr, "uop-sta-bridge: %s\n", std::string(s.message()).c_str());
   return 2;
 }
@@ -70,9 +70,9 @@ int main(int argc, char** argv) {
                        ? uop::sta::FetchCatalogue(config->catalogue_url, 10000)
                        : uop::sta::EntityCatalogue::LoadFile(config->catalogue_file);
   if (!catalogue.ok()) return Fail(catalogue.status());
-  log::Info("catalogue_loaded",
-            {{"datastreams", std::to_string(catalogue->datastream_count())},
-             {"features_of_interest", std::to_string(catalogue->feature_count())}});
+  uop::log::Info("catalogue_loaded",
+                 {{"datastreams", std::to_string(catalogue->datastream_count())},
+                  {"features_of_interest", std::to_string(catalogue->feature_count())}});
   auto sink = KafkaSink::Create(config->kafka);
   if (!sink.ok()) return Fail(sink.status());
   BridgeMetrics metrics;
@@ -99,16 +99,16 @@ int main(int argc, char** argv) {
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&signals, &sig);
-    log::Info("bridge_stopping", {{"signal", std::to_string(sig)}});
+    uop::log::Info("bridge_stopping", {{"signal", std::to_string(sig)}});
     stopping.Notify();
     if (mqtt) mqtt->Stop();
   });
   signal_thread.detach();
 
-  log::Info("bridge_started", {{"node", config->node},
-                               {"http_port", std::to_string(http_port)},
-                               {"kafka_bootstrap", (*sink)->bootstrap()},
-                               {"topic", config->ingest.topic}});
+  uop::log::Info("bridge_started", {{"node", config->node},
+                                    {"http_port", std::to_string(http_port)},
+                                    {"kafka_bootstrap", (*sink)->bootstrap()},
+                                    {"topic", config->ingest.topic}});
   if (!config->ready_file.empty()) {
     if (absl::Status s = WriteReadyFile(config->ready_file, http_port, (*sink)->bootstrap());
         !s.ok()) {
@@ -121,9 +121,9 @@ int main(int argc, char** argv) {
   stopping.WaitForNotification();
   if (http) http->Stop();
   if (absl::Status s = (*sink)->Flush(10000); !s.ok()) {
-    log::Error("kafka_flush_failed", {{"error", std::string(s.message())}});
+    uop::log::Error("kafka_flush_failed", {{"error", std::string(s.message())}});
     return 1;
   }
-  log::Info("bridge_stopped", {});
+  uop::log::Info("bridge_stopped", {});
   return 0;
 }

@@ -8,11 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "connectors/bridge/json_log.h"
 #include "connectors/bridge/mqtt_batch.h"
 #include "connectors/sta/errors.h"
 #include "connectors/sta/json_text.h"
 #include "connectors/sta/status_macros.h"
+#include "core/log.h"
 
 namespace uop::sta_bridge {
 namespace {

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "connectors/bridge/json_log.h"
 #include "connectors/bridge/mqtt_batch.h"
+#include "core/log.h"
 
 namespace uop::sta_bridge {
 namespace {

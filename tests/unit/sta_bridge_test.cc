@@ -171,10 +171,11 @@ http:
 )",
                              "/etc/uop/bridge.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->kafka.bootstrap, "");
-  EXPECT_EQ(c->kafka.embedded_topics.at("noise.observations"), 3);
-  EXPECT_EQ(c->kafka.embedded_topics.at("noise.observations.deadletter"), 3);
-  EXPECT_EQ(c->kafka.properties.at("linger.ms"), "5");
+  ASSERT_TRUE(c->kafka.cluster.embedded.has_value());
+  EXPECT_EQ(c->kafka.cluster.bootstrap, "");
+  EXPECT_EQ(c->kafka.cluster.embedded->topics.at("noise.observations"), 3);
+  EXPECT_EQ(c->kafka.cluster.embedded->topics.at("noise.observations.deadletter"), 3);
+  EXPECT_EQ(c->kafka.cluster.properties.at("linger.ms"), "5");
   EXPECT_EQ(c->catalogue_file, "/etc/uop/catalogue.json");
   EXPECT_EQ(c->mqtt->client_id, "helsinki-sta");
   EXPECT_EQ(c->mqtt->topics, std::vector<std::string>{"v1.1/+/Observations"});
