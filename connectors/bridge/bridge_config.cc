@@ -151,9 +151,9 @@ class Parser {
 
     if (const YAML::Node m = root["mqtt"]; m.IsDefined() && !m.IsNull()) {
       RETURN_IF_ERROR(CheckMap(m, "mqtt"));
-      RETURN_IF_ERROR(CheckKeys(
-          m, "mqtt",
-          {"broker", "client_id", "topics", "keepalive_s", "session_expiry_s", "max_batch"}));
+      RETURN_IF_ERROR(CheckKeys(m, "mqtt",
+                                {"broker", "client_id", "topics", "keepalive_s", "session_expiry_s",
+                                 "max_batch", "batch_linger_ms"}));
       MqttOptions o;
       ASSIGN_OR_RETURN(auto hp, HostPort(m, "broker", "mqtt"));
       if (hp.first.empty()) return Error(m, "mqtt.broker", "missing (required)");
@@ -176,6 +176,8 @@ class Parser {
                        Integer(m, "session_expiry_s", "mqtt", o.session_expiry_s, 1, 4294967295));
       ASSIGN_OR_RETURN(int64_t mb, Integer(m, "max_batch", "mqtt", 2000, 1, 65535));
       o.max_batch = static_cast<int>(mb);
+      ASSIGN_OR_RETURN(int64_t bl, Integer(m, "batch_linger_ms", "mqtt", 2, 0, 1000));
+      o.batch_linger_ms = static_cast<int>(bl);
       c.mqtt = o;
     }
     if (const YAML::Node h = root["http"]; h.IsDefined() && !h.IsNull()) {

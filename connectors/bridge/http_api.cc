@@ -84,6 +84,9 @@ void HttpApi::Install() {
   const int threads = options_.threads;
   s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.set_keep_alive_max_count(1000000);
+  // Small responses on keep-alive connections: without TCP_NODELAY, Nagle and delayed ACKs
+  // add ~40 ms per request (measured: 149 single POSTs/s on 8 connections).
+  s.set_tcp_nodelay(true);
   s.set_payload_max_length(options_.max_body_bytes);
 
   // One Observation: from the body's Datastream link or the path's Datastream.

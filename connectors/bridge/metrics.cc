@@ -57,6 +57,8 @@ std::string BridgeMetrics::Render(int in_flight) const {
                   kafka_retries_.load(), "\n");
   absl::StrAppend(&out, "# TYPE uop_sta_mqtt_connects_total counter\nuop_sta_mqtt_connects_total ",
                   mqtt_connects_.load(), "\n");
+  absl::StrAppend(&out, "# TYPE uop_sta_mqtt_batches_total counter\nuop_sta_mqtt_batches_total ",
+                  mqtt_batches_.load(), "\n");
   absl::StrAppend(&out, "# TYPE uop_sta_kafka_in_flight gauge\nuop_sta_kafka_in_flight ", in_flight,
                   "\n");
   return out;

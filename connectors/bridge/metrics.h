@@ -20,6 +20,7 @@ class BridgeMetrics {
   void KafkaRetry() { kafka_retries_.fetch_add(1); }
   void Unavailable(absl::string_view via);  // 503s and MQTT waits for Kafka
   void Reconnected() { mqtt_connects_.fetch_add(1); }
+  void MqttBatch() { mqtt_batches_.fetch_add(1); }
 
   int64_t accepted(absl::string_view via) const;
   int64_t rejected(absl::string_view via, absl::string_view reason) const;
@@ -35,6 +36,7 @@ class BridgeMetrics {
   std::atomic<int64_t> dead_lettered_{0};
   std::atomic<int64_t> kafka_retries_{0};
   std::atomic<int64_t> mqtt_connects_{0};
+  std::atomic<int64_t> mqtt_batches_{0};
 };
 
 }  // namespace uop::sta_bridge

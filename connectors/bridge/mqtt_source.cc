@@ -79,6 +79,7 @@ bool MqttSource::WriteAll() {
 }
 
 void MqttSource::ProcessBatch() {
+  ingestor_->metrics()->MqttBatch();
   MqttBatch batch(ingestor_, sink_);
   for (MqttMessage& m : pending_) batch.Add(std::move(m));
   pending_.clear();
@@ -169,16 +170,26 @@ absl::Status MqttSource::Run() {
     int ready = ::poll(&p, 1, 100);
     bool lost = false;
     if (ready > 0) {
-      // Read whatever is there, up to one batch.
-      do {
+      // Read up to one batch: what is there, and what arrives within batch_linger_ms of the
+      // batch's first publish.
+      absl::Time linger_end = absl::InfiniteFuture();
+      while (true) {
         int rc = mosquitto_loop_read(mosq_, 1);
         if (rc != MOSQ_ERR_SUCCESS) {
           lost = true;
           break;
         }
+        if (static_cast<int>(pending_.size()) >= options_.max_batch) break;
+        if (!pending_.empty() && linger_end == absl::InfiniteFuture()) {
+          linger_end = absl::Now() + absl::Milliseconds(options_.batch_linger_ms);
+        }
+        const int wait_ms = pending_.empty()
+                                ? 0
+                                : static_cast<int>(std::max<int64_t>(
+                                      0, absl::ToInt64Milliseconds(linger_end - absl::Now())));
         p.revents = 0;
-      } while (static_cast<int>(pending_.size()) < options_.max_batch && ::poll(&p, 1, 0) > 0 &&
-               (p.revents & POLLIN));
+        if (::poll(&p, 1, wait_ms) <= 0 || !(p.revents & POLLIN)) break;
+      }
     }
     if (!pending_.empty()) ProcessBatch();
     if (!lost && !WriteAll()) lost = true;

@@ -36,6 +36,9 @@ struct MqttOptions {
   int keepalive_s = 30;
   int64_t session_expiry_s = 7 * 24 * 3600;  // the broker keeps our session (and QoS 1 queue)
   int max_batch = 2000;                      // publishes per batch (also MQTT 5 Receive Maximum)
+  // After a batch's first publish, keep reading this long for more: every batch costs one Kafka
+  // round trip before its acknowledgements, so bigger batches are the throughput.
+  int batch_linger_ms = 2;
   int reconnect_min_ms = 100;
   int reconnect_max_ms = 5000;
 };

@@ -103,6 +103,7 @@ class HttpPublisher final : public Publisher {
   HttpPublisher(std::string origin, std::string path, int bulk)
       : client_(origin), path_(std::move(path)), bulk_(bulk) {
     client_.set_keep_alive(true);
+    client_.set_tcp_nodelay(true);
     client_.set_read_timeout(30, 0);
   }
 
