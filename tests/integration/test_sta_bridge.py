@@ -324,3 +324,51 @@ def test_http_503_with_retry_after_when_kafka_is_down(procs, catalogue):
     assert headers["Retry-After"] == "2"
     assert json.loads(text)["code"] == 503
     assert bridge.metrics().value("uop_sta_unavailable_total", via="http") == 1
+
+
+@pytest.mark.parametrize("bulk", [1, 40])
+def test_simulator_over_http_single_and_create_observations(procs, catalogue, bulk):
+    """uop-noise-sim posting to the bridge, one Observation per request or CreateObservations
+    with 40 rows: all arrive exactly once."""
+    bridge = procs.add(Bridge("bridge", procs.workdir, catalogue=catalogue))
+    bridge.start()
+    args = ["--seed", "4", "--start", START, "--count", "20", "--speed", "0"]
+    want = expected_observations(procs.workdir, *args)
+    sim = procs.add(simulator("sim", procs.workdir, *args, "--http", f"{bridge.url}/v1.1",
+                              "--bulk", str(bulk)))
+    sim.start()
+    assert sim.wait(60) == 0, sim.tail()
+    wait_until(lambda: len(read_topic(bridge.bootstrap, TOPIC)) == len(want), 30,
+               f"{len(want)} records")
+    got = observations_by_key(read_topic(bridge.bootstrap, TOPIC))
+    assert {k: [o["result"] for o in v] for k, v in got.items()} == \
+        {k: [v] for k, v in want.items()}
+    assert bridge.metrics().value("uop_sta_accepted_total", via="http") == len(want)
+
+
+def test_bridge_reconnects_when_mosquitto_restarts(procs, catalogue):
+    """mosquitto goes away and comes back (on the same port, without persistence, so the session
+    is gone): the bridge reconnects with backoff, subscribes again and ingests again."""
+    mq = procs.add(Mosquitto("mosquitto", procs.workdir))
+    mq.start()
+    bridge = procs.add(Bridge("bridge", procs.workdir, catalogue=catalogue, mqtt_port=mq.port,
+                              client_id="bridge-reconnect"))
+    bridge.start()
+    wait_until(lambda: bridge.metrics().value("uop_sta_mqtt_connects_total") == 1, 20,
+               "first connection", procs=[bridge])
+    topic = "v1.1/Datastreams('tallinn-kadriorg-laeq')/Observations"
+    mq.publish(topic, '{"phenomenonTime":"2026-12-02T06:00:00Z","result":41.0}')
+    wait_until(lambda: bridge.metrics().value("uop_sta_accepted_total") == 1, 20, "first record")
+    mq.kill9()
+    wait_until(lambda: bridge.events("mqtt_connection_lost") or
+               bridge.events("mqtt_disconnected"), 30, "the bridge noticing", procs=[bridge])
+    # Same port: the config file is reused as written.
+    Proc.start(mq)
+    wait_until(mq._accepts, 10, "mosquitto back", procs=[mq])
+    wait_until(lambda: bridge.metrics().value("uop_sta_mqtt_connects_total") == 2, 30,
+               "the bridge reconnected", procs=[bridge])
+    mq.publish(topic, '{"phenomenonTime":"2026-12-02T06:01:00Z","result":42.0}')
+    wait_until(lambda: bridge.metrics().value("uop_sta_accepted_total") == 2, 20, "second record")
+    got = observations_by_key(read_topic(bridge.bootstrap, TOPIC))
+    assert sorted((k[1], v[0]["result"]) for k, v in got.items()) == [
+        ("2026-12-02T06:00:00Z", 41.0), ("2026-12-02T06:01:00Z", 42.0)]
