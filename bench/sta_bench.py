@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,12 @@ def pinned(cpu: int, argv: list) -> list:
     return ["taskset", "-c", str(cpu), *[str(a) for a in argv]]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def accepted(bridge: Bridge) -> float:
     return bridge.metrics().value("uop_sta_accepted_total")
 
@@ -54,6 +61,12 @@ def main() -> int:
     ap.add_argument("--http", type=int, default=60000, help="observations per HTTP round")
     ap.add_argument("--bulk", type=int, default=400000, help="observations per bulk round")
     ap.add_argument("--raw", type=int, default=400000, help="records per raw round")
+    ap.add_argument("--bridge-mqtt", default="",
+                    help="extra mqtt: lines of the bridge config, ';'-separated, e.g. "
+                         "'max_batch: 10000;batch_linger_ms: 5'")
+    ap.add_argument("--bridge-kafka", default="",
+                    help="extra kafka: lines of the bridge config, ';'-separated, e.g. "
+                         "'properties: {linger.ms: \"0\"}'")
     args = ap.parse_args()
     bindir = Path(args.bin).resolve()
     cluster.BIN_DIR = bindir
@@ -75,7 +88,9 @@ def main() -> int:
         catalogue = work / "catalogue.json"
         subprocess.run([bindir / "uop-noise-sim", "--catalogue-out", catalogue], check=True)
         bridge = Bridge("bridge", work, catalogue=catalogue, kafka=kafka.bootstrap,
-                        mqtt_port=mq.port, client_id="bench-bridge", extra_http="threads: 32")
+                        mqtt_port=mq.port, client_id="bench-bridge", extra_http="threads: 32",
+                        extra_mqtt=args.bridge_mqtt.replace(";", "\n"),
+                        extra_kafka=args.bridge_kafka.replace(";", "\n"))
         bridge.argv = pinned(0, bridge.argv)
         procs.append(bridge)
         bridge.start()
@@ -88,12 +103,16 @@ def main() -> int:
                        check=True, capture_output=True)
 
         results: dict[str, list[float]] = {"raw": [], "mqtt": [], "http": [], "bulk": []}
+        # Share of one core the bridge used in each phase: below ~90% the bridge was waiting
+        # (for Kafka, mosquitto or the load generator on the other core), not computing.
+        busy: dict[str, list[float]] = {"mqtt": [], "http": [], "bulk": []}
         for run in range(args.runs):
             r = subprocess.run(pinned(0, [load, "--mode", "raw", "--bootstrap", kafka.bootstrap,
                                           "--count", args.raw]),
                                check=True, capture_output=True, text=True)
             results["raw"].append(json.loads(r.stdout)["rate"])
 
+            cpu0, wall0 = cpu_seconds(bridge.pid), time.monotonic()
             per_sensor = args.mqtt // 13
             n = per_sensor * 13
             before = accepted(bridge)
@@ -112,15 +131,28 @@ def main() -> int:
             print(f"  mqtt: {m.value('uop_sta_accepted_total', via='mqtt'):.0f} accepted in "
                   f"{m.value('uop_sta_mqtt_batches_total'):.0f} batches so far", flush=True)
             sim.wait(60)
+            busy["mqtt"].append((cpu_seconds(bridge.pid) - cpu0) / (time.monotonic() - wall0))
+            cpu0, wall0 = cpu_seconds(bridge.pid), time.monotonic()
 
             r = subprocess.run(pinned(1, [load, "--mode", "http", "--url", url, "--count",
                                           args.http, "--connections", "32"]),
-                               check=True, capture_output=True, text=True)
-            results["http"].append(json.loads(r.stdout)["rate"])
+                               capture_output=True, text=True)
+            h = json.loads(r.stdout)
+            if h["failed_requests"]:
+                print(f"  http: {h['failed_requests']} requests failed "
+                      f"({h['of_which_503']} answered 503)", flush=True)
+            results["http"].append(h["rate"])
+            busy["http"].append((cpu_seconds(bridge.pid) - cpu0) / (time.monotonic() - wall0))
+            cpu0, wall0 = cpu_seconds(bridge.pid), time.monotonic()
             r = subprocess.run(pinned(1, [load, "--mode", "bulk", "--url", url, "--count",
                                           args.bulk, "--connections", "4", "--bulk", "1000"]),
-                               check=True, capture_output=True, text=True)
-            results["bulk"].append(json.loads(r.stdout)["rate"])
+                               capture_output=True, text=True)
+            h = json.loads(r.stdout)
+            if h["failed_requests"]:
+                print(f"  bulk: {h['failed_requests']} requests failed "
+                      f"({h['of_which_503']} answered 503)", flush=True)
+            results["bulk"].append(h["rate"])
+            busy["bulk"].append((cpu_seconds(bridge.pid) - cpu0) / (time.monotonic() - wall0))
             print(f"round {run + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s"
                                                    for k, v in results.items()), flush=True)
         m = bridge.metrics()
@@ -128,18 +160,21 @@ def main() -> int:
         targets = {"raw": None, "mqtt": 50000, "http": 20000, "bulk": 200000}
         raw = statistics.median(results["raw"])
         print(f"\nmedian of {args.runs} rounds (bridge pinned to one core; shared machine)")
-        print(f"{'path':<34}{'obs/s':>10}{'x raw':>8}{'target':>10}")
+        print(f"{'path':<34}{'obs/s':>10}{'x raw':>8}{'target':>10}{'':>8}{'bridge CPU':>12}")
         names = {"raw": "plain librdkafka produce (ceiling)", "mqtt": "MQTT QoS 1 (mosquitto)",
                  "http": "HTTP single POST, keep-alive", "bulk": "HTTP CreateObservations"}
         for k, v in results.items():
             med = statistics.median(v)
             t = targets[k]
             print(f"{names[k]:<34}{med:>10,.0f}{med / raw:>8.2f}"
-                  f"{'' if t is None else f'{t:>10,}'}{'' if t is None else ('  ok' if med >= t else '  MISSED')}")
+                  f"{'' if t is None else f'{t:>10,}'}"
+                  f"{'' if t is None else ('      ok' if med >= t else '  MISSED')}"
+                  f"{'' if k not in busy else f'{statistics.median(busy[k]) * 100:>11.0f}%'}")
         print(f"rejected by the bridge during the run: {rejected:.0f}")
         out = HERE / "results" / "sta-latest.json"
-        out.write_text(json.dumps({"runs": results, "median": {k: statistics.median(v) for k, v
-                                                               in results.items()}}, indent=1))
+        out.write_text(json.dumps({"runs": results, "bridge_cpu_share": busy,
+                                   "median": {k: statistics.median(v)
+                                              for k, v in results.items()}}, indent=1))
         print(f"written: {out}")
     finally:
         for p in reversed(procs):

@@ -109,7 +109,7 @@ int Raw(const std::string& bootstrap, const std::string& topic, const std::vecto
 int Http(const std::string& url, const std::vector<Obs>& obs, int connections, int bulk) {
   const size_t slash = url.find('/', 7);
   const std::string origin = url.substr(0, slash), path = url.substr(slash);
-  std::atomic<int64_t> next{0}, failed{0};
+  std::atomic<int64_t> next{0}, failed{0}, unavailable{0};
   const int64_t n = static_cast<int64_t>(obs.size());
   const int64_t step = bulk > 1 ? bulk : 1;
   const absl::Time t0 = absl::Now();
@@ -146,6 +146,7 @@ int Http(const std::string& url, const std::vector<Obs>& obs, int connections, i
           req_path = absl::StrCat(path, "/CreateObservations");
         }
         auto res = client.Post(req_path.c_str(), body, "application/json");
+        if (res && res->status == 503) unavailable.fetch_add(1);
         if (!res || res->status != 201 ||
             (bulk > 1 && res->body.find("error") != std::string::npos)) {
           failed.fetch_add(1);
@@ -157,9 +158,9 @@ int Http(const std::string& url, const std::vector<Obs>& obs, int connections, i
   const double secs = absl::ToDoubleSeconds(absl::Now() - t0);
   std::printf(
       "{\"mode\":\"%s\",\"observations\":%lld,\"seconds\":%.3f,\"rate\":%.0f,"
-      "\"failed_requests\":%lld}\n",
+      "\"failed_requests\":%lld,\"of_which_503\":%lld}\n",
       bulk > 1 ? "bulk" : "http", static_cast<long long>(n), secs, n / secs,
-      static_cast<long long>(failed.load()));
+      static_cast<long long>(failed.load()), static_cast<long long>(unavailable.load()));
   return failed.load() == 0 ? 0 : 1;
 }
 

@@ -91,14 +91,17 @@ class Bridge(Proc):
 
     def __init__(self, name: str, workdir: Path, *, catalogue: Path, kafka: str = "embedded",
                  mqtt_port: Optional[int] = None, http: bool = True, client_id: str = "bridge",
-                 extra_http: str = "", topic: str = "noise.observations") -> None:
+                 extra_http: str = "", extra_mqtt: str = "", extra_kafka: str = "",
+                 topic: str = "noise.observations") -> None:
         self.config = workdir / f"{name}.yaml"
         self.ready_file = workdir / f"{name}.ready.json"
         lines = [f"node: {name}", "kafka:", f"  bootstrap: {kafka}", f"  topic: {topic}",
-                 "  partitions: 3", "catalogue:", f"  file: {catalogue}"]
+                 "  partitions: 3"] + [f"  {l}" for l in extra_kafka.splitlines() if l.strip()] + [
+                 "catalogue:", f"  file: {catalogue}"]
         if mqtt_port is not None:
             lines += ["mqtt:", f"  broker: 127.0.0.1:{mqtt_port}", f"  client_id: {client_id}",
-                      "  keepalive_s: 10"]
+                      "  keepalive_s: 10"] + [
+                          f"  {l}" for l in extra_mqtt.splitlines() if l.strip()]
         if http:
             lines += ["http:", "  listen: 127.0.0.1:0"] + [
                 f"  {l}" for l in extra_http.splitlines() if l.strip()]
