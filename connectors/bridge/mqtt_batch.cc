@@ -56,11 +56,6 @@ absl::StatusOr<std::optional<sta::EntityId>> ParseObservationTopic(absl::string_
                                       "v1.1/Datastreams(ID)/Observations)"));
 }
 
-MqttBatch::~MqttBatch() {
-  // Callbacks refer to this batch: it must not die with records outstanding.
-  WaitComplete(absl::InfiniteFuture());
-}
-
 void MqttBatch::Add(MqttMessage message) {
   Entry e;
   e.response_topic = std::move(message.response_topic);
@@ -86,37 +81,39 @@ void MqttBatch::Add(MqttMessage message) {
 }
 
 void MqttBatch::SendEntry(size_t index) {
+  State* st = state_.get();
   {
-    absl::MutexLock l(&mu_);
-    ++outstanding_;
+    absl::MutexLock l(&st->mu);
+    ++st->outstanding;
   }
   while (true) {
-    absl::Status s = sink_->Send(entries_[index].record, [this, index](absl::Status result) {
-      absl::MutexLock l(&mu_);
-      --outstanding_;
-      if (!result.ok()) failed_.push_back(index);
-    });
+    absl::Status s =
+        sink_->Send(entries_[index].record, [state = state_, index](absl::Status result) {
+          absl::MutexLock l(&state->mu);
+          --state->outstanding;
+          if (!result.ok()) state->failed.push_back(index);
+        });
     if (s.ok()) return;
     // Queue full (Kafka slow or down): wait for room; memory stays bounded by the queue.
     ingestor_->metrics()->Unavailable("mqtt");
-    absl::MutexLock l(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(
-                             +[](int* n) { return *n == 0; }, &outstanding_),
-                         absl::Milliseconds(50));
+    absl::MutexLock l(&st->mu);
+    auto drained = [st]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->mu) { return st->outstanding <= 1; };
+    st->mu.AwaitWithTimeout(absl::Condition(&drained), absl::Milliseconds(50));
   }
 }
 
 bool MqttBatch::WaitComplete(absl::Time deadline) {
+  State* st = state_.get();
   while (true) {
     std::vector<size_t> retry;
     {
-      absl::MutexLock l(&mu_);
-      auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return outstanding_ == 0 || !failed_.empty();
+      absl::MutexLock l(&st->mu);
+      auto settled = [st]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->mu) {
+        return st->outstanding == 0 || !st->failed.empty();
       };
-      if (!mu_.AwaitWithDeadline(absl::Condition(&settled), deadline)) return false;
-      if (failed_.empty()) return true;
-      retry.swap(failed_);
+      if (!st->mu.AwaitWithDeadline(absl::Condition(&settled), deadline)) return false;
+      if (st->failed.empty()) return true;
+      retry.swap(st->failed);
     }
     for (size_t i : retry) {
       ingestor_->metrics()->KafkaRetry();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,8 +39,8 @@ absl::StatusOr<std::optional<sta::EntityId>> ParseObservationTopic(absl::string_
 
 class MqttBatch {
  public:
-  MqttBatch(const Ingestor* ingestor, RecordSink* sink) : ingestor_(ingestor), sink_(sink) {}
-  ~MqttBatch();
+  MqttBatch(const Ingestor* ingestor, RecordSink* sink)
+      : ingestor_(ingestor), sink_(sink), state_(std::make_shared<State>()) {}
 
   // Validates and sends `message`'s record. Never drops it: an invalid message goes to the
   // dead-letter topic with its reason. Waits (bounded by the sink) while the sink is full.
@@ -62,14 +63,19 @@ class MqttBatch {
     std::string response;  // selfLink JSON or error JSON
     bool rejected = false;
   };
+  // Completion state, shared with the sink's callbacks: a batch abandoned at shutdown (Kafka
+  // down) may be destroyed before its records are reported.
+  struct State {
+    absl::Mutex mu;
+    int outstanding ABSL_GUARDED_BY(mu) = 0;
+    std::vector<size_t> failed ABSL_GUARDED_BY(mu);
+  };
   void SendEntry(size_t index);
 
   const Ingestor* ingestor_;
   RecordSink* sink_;
-  std::deque<Entry> entries_;  // stable addresses while callbacks refer to indices
-  absl::Mutex mu_;
-  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<size_t> failed_ ABSL_GUARDED_BY(mu_);
+  std::deque<Entry> entries_;
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace uop::sta_bridge

@@ -78,7 +78,7 @@ bool MqttSource::WriteAll() {
   return true;
 }
 
-void MqttSource::ProcessBatch() {
+bool MqttSource::ProcessBatch() {
   ingestor_->metrics()->MqttBatch();
   MqttBatch batch(ingestor_, sink_);
   for (MqttMessage& m : pending_) batch.Add(std::move(m));
@@ -92,8 +92,8 @@ void MqttSource::ProcessBatch() {
     ingestor_->metrics()->Unavailable("mqtt");
     if (stop_.load()) {
       // Shutting down with records unreported: do not acknowledge; the broker redelivers.
-      batch.WaitComplete(absl::Now() + absl::Seconds(5));
-      return;
+      if (!batch.WaitComplete(absl::Now() + absl::Seconds(5))) return false;
+      break;
     }
   }
   for (MqttResponse& r : batch.TakeResponses()) {
@@ -106,6 +106,7 @@ void MqttSource::ProcessBatch() {
                          r.payload.data(), 1, false, props);
     mosquitto_property_free_all(&props);
   }
+  return true;
 }
 
 absl::Status MqttSource::Run() {
@@ -191,7 +192,11 @@ absl::Status MqttSource::Run() {
         if (::poll(&p, 1, wait_ms) <= 0 || !(p.revents & POLLIN)) break;
       }
     }
-    if (!pending_.empty()) ProcessBatch();
+    if (!pending_.empty() && !ProcessBatch()) {
+      // libmosquitto holds this batch's PUBACKs in its queue: close without writing them.
+      log::Warn("mqtt_stopped_unacknowledged", {});
+      return absl::OkStatus();
+    }
     if (!lost && !WriteAll()) lost = true;
     if (!lost && mosquitto_loop_misc(mosq_) != MOSQ_ERR_SUCCESS) lost = true;
     if (lost) {

@@ -55,7 +55,8 @@ class MqttSource {
 
  private:
   static void OnConnect(mosquitto* m, void* self, int rc, int flags, const void* props);
-  void ProcessBatch();
+  // False when stopping before Kafka confirmed the batch: its PUBACKs must then never be sent.
+  bool ProcessBatch();
   bool WriteAll();
 
   MqttOptions options_;

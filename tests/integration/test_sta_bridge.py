@@ -220,7 +220,11 @@ def test_kafka_down_mqtt_stops_acknowledging_then_delivers(procs, catalogue):
     wait_until(lambda: bridge.metrics().value("uop_sta_unavailable_total", via="mqtt") >= 2, 30,
                "the bridge waiting for Kafka", procs=[bridge])
     assert bridge.metrics().value("uop_sta_accepted_total") == 0
-    bridge.kill9()
+    # A graceful stop while Kafka is away must not acknowledge the batch either; it exits 1
+    # because the producer could not flush.
+    bridge.terminate(timeout=60, expect_rc=1)
+    assert bridge.events("mqtt_stopped_unacknowledged")
+    assert bridge.events("kafka_flush_failed")
     kafka2 = procs.add(DevKafka("kafka2", {TOPIC: 3, DLQ: 3}, procs.workdir))
     kafka2.start()
     bridge2 = procs.add(Bridge("bridge2", procs.workdir, catalogue=catalogue,
