@@ -4,9 +4,12 @@ semantics and errors, kill -9 of the bridge mid-stream, Kafka down."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import threading
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -376,3 +379,62 @@ def test_bridge_reconnects_when_mosquitto_restarts(procs, catalogue):
     got = observations_by_key(read_topic(bridge.bootstrap, TOPIC))
     assert sorted((k[1], v[0]["result"]) for k, v in got.items()) == [
         ("2026-12-02T06:00:00Z", 41.0), ("2026-12-02T06:01:00Z", 42.0)]
+
+
+def test_catalogue_fetched_from_an_sta_server(procs, catalogue):
+    """catalogue.url: the bridge reads Things (expanded) and FeaturesOfInterest from an STA
+    server, following @iot.nextLink, and validates against them."""
+    things = json.loads(catalogue.read_text())["Things"]
+    requests: list[str] = []
+
+    class Sta(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            requests.append(self.path)
+            url = urlparse(self.path)
+            base = f"http://127.0.0.1:{self.server.server_port}/FROST-Server/v1.1"
+            if url.path.endswith("/Things"):
+                skip = int(parse_qs(url.query).get("$skip", ["0"])[0])
+                page = {"value": things[skip:skip + 5]}
+                if skip + 5 < len(things):
+                    page["@iot.nextLink"] = f"{base}/Things?$skip={skip + 5}"
+            elif url.path.endswith("/FeaturesOfInterest"):
+                page = {"value": [{"@iot.id": 77, "name": "Kauppatori", "feature": {
+                    "type": "Point", "coordinates": [24.9525, 60.1675]}}]}
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            body = json.dumps(page).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sta)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        bridge = procs.add(Bridge("bridge", procs.workdir, catalogue_url=(
+            f"http://127.0.0.1:{server.server_port}/FROST-Server/v1.1")))
+        bridge.start()
+        assert bridge.events("catalogue_loaded")[0]["datastreams"] == "13"
+        assert bridge.events("catalogue_loaded")[0]["features_of_interest"] == "1"
+        assert [r.split("?")[0] for r in requests] == ["/FROST-Server/v1.1/Things"] * 3 + [
+            "/FROST-Server/v1.1/FeaturesOfInterest"]
+        status, headers, _ = bridge.request(
+            "POST", "/v1.1/Datastreams('tallinn-kadriorg-laeq')/Observations",
+            '{"phenomenonTime":"2026-12-02T06:00:00Z","result":42.5,'
+            '"FeatureOfInterest":{"@iot.id":77}}')
+        assert status == 201
+        wait_until(lambda: len(read_topic(bridge.bootstrap, TOPIC)) == 1, 30, "the record")
+        rec = json.loads(read_topic(bridge.bootstrap, TOPIC)[0]["value"])
+        assert rec["FeatureOfInterest"] == {
+            "@iot.id": 77, "name": "Kauppatori", "encodingType": "application/geo+json",
+            "feature": {"type": "Point", "coordinates": [24.9525, 60.1675]}}
+        assert rec["uop"]["locationSource"] == "FeatureOfInterest"
+    finally:
+        server.shutdown()

@@ -89,7 +89,8 @@ class Mosquitto(Proc):
 class Bridge(Proc):
     """uop-sta-bridge with a generated config; ``start`` waits for its ready file."""
 
-    def __init__(self, name: str, workdir: Path, *, catalogue: Path, kafka: str = "embedded",
+    def __init__(self, name: str, workdir: Path, *, catalogue: Optional[Path] = None,
+                 catalogue_url: str = "", kafka: str = "embedded",
                  mqtt_port: Optional[int] = None, http: bool = True, client_id: str = "bridge",
                  extra_http: str = "", extra_mqtt: str = "", extra_kafka: str = "",
                  topic: str = "noise.observations") -> None:
@@ -97,7 +98,7 @@ class Bridge(Proc):
         self.ready_file = workdir / f"{name}.ready.json"
         lines = [f"node: {name}", "kafka:", f"  bootstrap: {kafka}", f"  topic: {topic}",
                  "  partitions: 3"] + [f"  {l}" for l in extra_kafka.splitlines() if l.strip()] + [
-                 "catalogue:", f"  file: {catalogue}"]
+                 "catalogue:", f"  file: {catalogue}" if catalogue else f"  url: {catalogue_url}"]
         if mqtt_port is not None:
             lines += ["mqtt:", f"  broker: 127.0.0.1:{mqtt_port}", f"  client_id: {client_id}",
                       "  keepalive_s: 10"] + [
