@@ -175,14 +175,19 @@ absl::Status MqttSource::Run() {
       // batch's first publish.
       absl::Time linger_end = absl::InfiniteFuture();
       while (true) {
+        const size_t before = pending_.size();
         int rc = mosquitto_loop_read(mosq_, 1);
         if (rc != MOSQ_ERR_SUCCESS) {
           lost = true;
           break;
         }
         if (static_cast<int>(pending_.size()) >= options_.max_batch) break;
-        if (!pending_.empty() && linger_end == absl::InfiniteFuture()) {
-          linger_end = absl::Now() + absl::Milliseconds(options_.batch_linger_ms);
+        // A publish was read: there is likely another right behind it; try without a poll.
+        if (pending_.size() > before) {
+          if (linger_end == absl::InfiniteFuture()) {
+            linger_end = absl::Now() + absl::Milliseconds(options_.batch_linger_ms);
+          }
+          continue;
         }
         const int wait_ms = pending_.empty()
                                 ? 0
