@@ -2,7 +2,7 @@
 # packages; for tests also Java, Maven and Kafka jars), builds, and runs.
 JOBS ?= 2
 
-.PHONY: all deps build demo test test-unit asan clean
+.PHONY: all deps build demo test test-unit test-asan asan clean
 
 all: build
 
@@ -18,10 +18,18 @@ demo: build
 
 # Tests also need real Apache Kafka (fault rounds, label `kafka`): Java 17, Maven and the Kafka
 # jars from Maven Central are installed by the project's own scripts.
+# After the suite, the ASan+UBSan build runs the unit tests, the fuzz corpora and a selection of
+# end-to-end tests (label `sanitize`) on instrumented binaries.
 test: build
 	@./deploy/scripts/install-deps.sh --kafka
 	@./deploy/kafka/fetch-kafka.sh >/dev/null
 	@ctest --preset default -j 1
+	@$(MAKE) --no-print-directory test-asan
+
+test-asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+	@ctest --preset asan -L 'unit|fuzz|sanitize' -j 1
 
 test-unit: build
 	@ctest --preset default -L unit

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "broker/peer_identity.h"
+#include "broker/tls_listener.h"
 #include "core/log.h"
 
 namespace uop::broker {
@@ -35,15 +36,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
       cfg, *auth, [raw] { return raw->policies(); }, node->kafka_.get(), &node->metrics_);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(cfg.listen, MakeServerCredentials(*auth), &port);
+  auto listener = TlsListener::Create(cfg.listen, *auth, &builder);
+  if (!listener.ok()) return listener.status();
+  node->listener_ = *std::move(listener);
+  const int port = node->listener_->port();
   builder.RegisterService(node->export_service_.get());
   builder.SetMaxReceiveMessageSize(256 << 20);
   builder.SetMaxSendMessageSize(256 << 20);
   node->server_ = builder.BuildAndStart();
-  if (!node->server_ || port == 0) {
+  if (!node->server_) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", cfg.listen, " (listen)"));
   }
+  node->listener_->Start();
   node->federation_address_ = absl::StrCat(cfg.listen.substr(0, cfg.listen.rfind(':')), ":", port);
   node->server_->GetHealthCheckService()->SetServingStatus(true);
   node->server_->GetHealthCheckService()->SetServingStatus("uop.federation.v1.Federation", true);
@@ -86,6 +90,7 @@ void Node::Shutdown() {
   for (auto& link : links_) link->Stop();
   links_.clear();
   if (export_service_) export_service_->Stop();
+  if (listener_) listener_->Stop();  // before the server stops: it would drop handed fds
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (admin_) admin_->Stop();
   if (started_) log::Info("node_stopped", {{"node", config_.node}});

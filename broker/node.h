@@ -15,6 +15,7 @@
 #include "broker/config.h"
 #include "broker/export/export_service.h"
 #include "broker/import/import_link.h"
+#include "broker/tls_listener.h"
 #include "core/metrics.h"
 #include "kafka/client.h"
 #include "policy/policy_snapshot.h"
@@ -41,6 +42,7 @@ class Node {
   // Published whole; readers load it without taking a lock of ours.
   std::atomic<std::shared_ptr<const policy::PolicySnapshot>> policy_;
   std::unique_ptr<ExportService> export_service_;
+  std::unique_ptr<TlsListener> listener_;  // stopped before server_ shuts down
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<PeerLink>> links_;
   std::unique_ptr<AdminServer> admin_;

@@ -77,6 +77,13 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return buffer.str();
 }
 
+std::string HandshakeChain(absl::string_view leaf, absl::string_view sent_chain) {
+  std::string chain(leaf);
+  if (!chain.empty() && chain.back() != '\n') chain.push_back('\n');  // PEM blocks need a line
+  absl::StrAppend(&chain, sent_chain);
+  return chain;
+}
+
 absl::StatusOr<std::vector<std::string>> CertificateNames(absl::string_view pem) {
   std::vector<X509Ptr> chain = ParseChain(pem);
   if (chain.empty()) return absl::InvalidArgumentError("no PEM certificate found");
@@ -174,25 +181,30 @@ namespace {
 class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifier {
  public:
   PeerVerifier(std::shared_ptr<const PeerAuthenticator> auth, std::optional<std::string> peer,
-               std::string side)
-      : auth_(std::move(auth)), peer_(std::move(peer)), side_(std::move(side)) {}
+               std::string side, HandshakeObserver observer)
+      : auth_(std::move(auth)),
+        peer_(std::move(peer)),
+        side_(std::move(side)),
+        observer_(std::move(observer)) {}
 
   bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
               std::function<void(grpc::Status)> /*callback*/, grpc::Status* sync_status) override {
-    // Leaf first, then the chain as sent (which on the server side may omit the leaf).
-    std::string chain(request->peer_cert().data(), request->peer_cert().size());
-    chain.append(request->peer_cert_full_chain().data(), request->peer_cert_full_chain().size());
+    const std::string chain =
+        HandshakeChain(absl::string_view(request->peer_cert().data(), request->peer_cert().size()),
+                       absl::string_view(request->peer_cert_full_chain().data(),
+                                         request->peer_cert_full_chain().size()));
     absl::StatusOr<std::string> peer = auth_->Authenticate(
         chain, peer_.has_value() ? std::optional<absl::string_view>(*peer_) : std::nullopt);
-    if (!peer.ok()) {
+    if (observer_) {
+      observer_(peer);
+    } else if (!peer.ok()) {
       log::Warn("tls_peer_refused", {{"side", side_},
                                      {"expected_peer", peer_.value_or("any")},
                                      {"reason", std::string(peer.status().message())}});
-      *sync_status =
-          grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(peer.status().message()));
-    } else {
-      *sync_status = grpc::Status::OK;
     }
+    *sync_status = peer.ok() ? grpc::Status::OK
+                             : grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                            std::string(peer.status().message()));
     return true;  // synchronous
   }
 
@@ -202,12 +214,13 @@ class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifie
   std::shared_ptr<const PeerAuthenticator> auth_;
   std::optional<std::string> peer_;
   std::string side_;
+  HandshakeObserver observer_;
 };
 
 }  // namespace
 
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
-    std::shared_ptr<const PeerAuthenticator> auth) {
+    std::shared_ptr<const PeerAuthenticator> auth, HandshakeObserver observer) {
   using namespace grpc::experimental;  // NOLINT: the TLS API lives there in gRPC 1.51
   auto provider = std::make_shared<StaticDataCertificateProvider>(
       auth->all_peer_cas(),
@@ -215,10 +228,12 @@ std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
   TlsServerCredentialsOptions options(provider);
   options.watch_identity_key_cert_pairs();
   if (!auth->all_peer_cas().empty()) options.watch_root_certs();  // a node may have no peers yet
-  // gRPC asks for a certificate and our verifier does all checking, per peer CA.
-  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
-  options.set_certificate_verifier(
-      ExternalCertificateVerifier::Create<PeerVerifier>(auth, std::nullopt, "server"));
+  // gRPC asks for a certificate and our verifier does all checking, per peer CA. "Request", not
+  // "require": with "require" OpenSSL itself ends a handshake without a client certificate,
+  // before our verifier runs, so that refusal would reach only gRPC's own log.
+  options.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  options.set_certificate_verifier(ExternalCertificateVerifier::Create<PeerVerifier>(
+      auth, std::nullopt, "server", std::move(observer)));
   return TlsServerCredentials(options);
 }
 
@@ -236,7 +251,7 @@ std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(
   options.set_verify_server_certs(false);  // our verifier checks chain and name, per peer CA
   options.set_check_call_host(false);      // the identity, not the dialled address, is checked
   options.set_certificate_verifier(
-      ExternalCertificateVerifier::Create<PeerVerifier>(auth, peer.name, "client"));
+      ExternalCertificateVerifier::Create<PeerVerifier>(auth, peer.name, "client", nullptr));
   return TlsCredentials(options);
 }
 

@@ -2,6 +2,7 @@
 // CA (not any other peer's) and the leaf must carry the peer's configured identity as a SAN.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,12 +42,27 @@ class PeerAuthenticator {
   std::string own_key_pem_;
 };
 
+// The chain to authenticate for a TLS connection, from what gRPC reports: `leaf`
+// (x509_pem_cert), then `sent_chain` (x509_pem_cert_chain). On the server side OpenSSL's peer
+// chain lacks the client's leaf (SSL_get_peer_cert_chain), so a client that sends leaf +
+// intermediates is only authenticated with the leaf put first; on the client side the chain
+// already starts with the leaf, which is then listed twice, harmlessly.
+std::string HandshakeChain(absl::string_view leaf, absl::string_view sent_chain);
+
 // The subject alternative names (DNS names and URIs) of the first certificate in `pem`.
 absl::StatusOr<std::vector<std::string>> CertificateNames(absl::string_view pem);
 
-// Server credentials: mTLS, client certificate required, verified by `auth` (any peer).
+// Told the outcome of each server-side handshake check: the peer name, or why the client is
+// refused. Called on a gRPC thread, once per TLS handshake that reached certificate checking.
+using HandshakeObserver = std::function<void(const absl::StatusOr<std::string>& peer)>;
+
+// Server credentials: mTLS; a client certificate is requested and checked by `auth` (any peer).
+// A client without a certificate completes the TLS exchange and is then refused by our check, so
+// every refusal passes through it. gRPC's verifier does not know the client's address: without
+// `observer` a refusal is logged here without it (tls_peer_refused); TlsListener passes one per
+// connection slot and logs with the address instead.
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
-    std::shared_ptr<const PeerAuthenticator> auth);
+    std::shared_ptr<const PeerAuthenticator> auth, HandshakeObserver observer = nullptr);
 // Channel credentials to dial `peer`: its certificate must verify as that peer.
 std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(
     std::shared_ptr<const PeerAuthenticator> auth, const PeerConfig& peer);

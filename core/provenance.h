@@ -54,4 +54,11 @@ class PartitionCheckpoint {
   std::string token_;
 };
 
+// A receiver's position for one origin partition as committed-offset metadata of its import
+// group: "uop1 <last origin offset> <resume token as lowercase hex>". Kafka keeps committed
+// offsets while the group lives, whatever retention or delete-records does to the topic.
+std::string EncodePositionMetadata(const PartitionCheckpoint& position);
+// nullopt for metadata that is not ours (or empty).
+std::optional<PartitionCheckpoint> DecodePositionMetadata(absl::string_view metadata);
+
 }  // namespace uop::core

@@ -15,7 +15,8 @@
 #include "absl/synchronization/mutex.h"
 #include "kafka/cluster_config.h"
 
-typedef struct rd_kafka_mock_cluster_s rd_kafka_mock_cluster_t;
+// librdkafka's own C declaration, repeated so this header needs no rdkafka_mock.h.
+typedef struct rd_kafka_mock_cluster_s rd_kafka_mock_cluster_t;  // NOLINT(modernize-use-using)
 
 namespace uop::kafka {
 

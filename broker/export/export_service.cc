@@ -273,6 +273,7 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
     }
     starts.push_back({start.partition(), offset});
   }
+  partitions.reserve(starts.size());
   for (const KafkaRecordSource::Start& s : starts) partitions.push_back(s.partition);
 
   std::weak_ptr<ExportStream> weak = weak_from_this();

@@ -78,8 +78,9 @@ absl::Status ExportSession::OnReceiverMessage(const fed::ReceiverMessage& messag
 
 absl::Status ExportSession::OnAck(uint64_t through) {
   if (through > last_sent_seq()) {
-    return absl::InvalidArgumentError(absl::StrCat("ack through batch ", through, ", but only ",
-                                                   last_sent_seq(), " batches were sent"));
+    return absl::InvalidArgumentError(absl::StrCat("ack through batch ", through, " but only ",
+                                                   last_sent_seq(),
+                                                   " batches were sent on this stream"));
   }
   if (through < acked_through_) {
     return absl::InvalidArgumentError(absl::StrCat("ack through batch ", through,

@@ -9,19 +9,17 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "broker/export/export_service.h"
+#include "broker/grpc_status.h"
+#include "broker/import/kafka_transactional_sink.h"
 #include "core/backoff.h"
 #include "core/log.h"
+#include "kafka/status.h"
 
 namespace uop::broker {
 
 namespace fed = uop::federation::v1;
 
 namespace {
-
-bool IsPermanentRecordError(rd_kafka_resp_err_t err) {
-  return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
-         err == RD_KAFKA_RESP_ERR_INVALID_MSG;
-}
 
 fed::Hello MakeHello(const std::string& node) {
   fed::Hello hello;
@@ -45,29 +43,12 @@ std::string HeaderString(rd_kafka_headers_t* headers, absl::string_view name) {
 
 }  // namespace
 
-// State of one connection, shared by the writer (Run) thread and the stream reader thread.
-struct ImportSubscription::Session {
-  kafka::Handle producer;
-  std::map<int32_t, core::PartitionCheckpoint> checkpoints;
-  std::map<int32_t, int64_t> high_watermarks;  // origin partition -> owner's end offset
-  int64_t last_origin_timestamp_ms = 0;
-
-  absl::Mutex mu;
-  std::deque<fed::RecordBatch> queue ABSL_GUARDED_BY(mu);
-  bool reader_done ABSL_GUARDED_BY(mu) = false;
-  std::string protocol_error ABSL_GUARDED_BY(mu);
-  absl::Time last_heard ABSL_GUARDED_BY(mu) = absl::Now();
-  std::map<int32_t, int64_t> heartbeat_progress ABSL_GUARDED_BY(mu);
-
-  // Delivery failures reported during the current transaction (callback runs in flush/poll on
-  // the writer thread).
-  std::vector<std::tuple<int32_t, int64_t, rd_kafka_resp_err_t>> failures;
-};
-
 ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
                                        std::shared_ptr<grpc::Channel> channel,
                                        fed::DatasetOffer offer, int32_t partition,
-                                       kafka::Env* kafka, core::Metrics* metrics)
+                                       kafka::Env* kafka, core::Metrics* metrics,
+                                       std::string group_id,
+                                       std::function<std::string()> group_metadata)
     : config_(config),
       peer_(peer),
       channel_(std::move(channel)),
@@ -76,7 +57,9 @@ ImportSubscription::ImportSubscription(const NodeConfig& config, const PeerConfi
       target_topic_(core::MirrorTopicName(peer.name, offer_.topic())),
       deadletter_topic_(core::DeadLetterTopicName(peer.name, offer_.topic())),
       kafka_(kafka),
-      metrics_(metrics) {
+      metrics_(metrics),
+      group_id_(std::move(group_id)),
+      group_metadata_(std::move(group_metadata)) {
   const core::Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
   records_written_ = metrics_->Counter("uop_import_records_total",
                                        "Records written to our Kafka from a peer", labels);
@@ -205,6 +188,41 @@ absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportSubscription:
     }
   }
   rd_kafka_consumer_close(consumer.get());
+
+  // The position committed with the last transaction, as the import group's offset: it
+  // survives a mirror partition emptied by retention or delete-records, where the tails above
+  // hold no record. It is used only then: when the tails hold records they decide, as before,
+  // and never after CloseHangingTransactions aborted records, since the offset of that very
+  // transaction may have committed while its records were aborted. (librdkafka's mock cluster
+  // accepts but does not keep transactional offsets: there, the tails always decide.)
+  if (checkpoints[partition_].last_offset() >= 0 || closed_hanging_) return checkpoints;
+  auto group = kafka_->NewClient(RD_KAFKA_CONSUMER, {{"group.id", group_id_},
+                                                     {"enable.auto.commit", "false"},
+                                                     {"isolation.level", "read_committed"}});
+  if (!group.ok()) return group.status();
+  kafka::PartitionList committed(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(committed.get(), target_topic_.c_str(), partition_);
+  // read_committed: the fetch waits for a pending transactional commit (require_stable).
+  if (absl::Status s = kafka::FromCode(rd_kafka_committed(group->get(), committed.get(), 10000),
+                                       "recover: committed position");
+      !s.ok()) {
+    return s;
+  }
+  const rd_kafka_topic_partition_t& tp = committed->elems[0];
+  if (tp.err == RD_KAFKA_RESP_ERR_NO_ERROR && tp.metadata != nullptr) {
+    std::optional<core::PartitionCheckpoint> position = core::DecodePositionMetadata(
+        absl::string_view(static_cast<const char*>(tp.metadata), tp.metadata_size));
+    core::PartitionCheckpoint& cp = checkpoints[partition_];
+    if (position.has_value() && position->last_offset() > cp.last_offset()) {
+      log::Warn("import_position_from_group",
+                {{"topic", target_topic_},
+                 {"partition", std::to_string(partition_)},
+                 {"tail_offset", std::to_string(cp.last_offset())},
+                 {"group_offset", std::to_string(position->last_offset())}});
+      cp.Advance(position->last_offset(), position->token());
+    }
+  }
+  rd_kafka_consumer_close(group->get());
   return checkpoints;
 }
 
@@ -242,25 +260,28 @@ absl::Status ImportSubscription::CloseHangingTransactions(rd_kafka_t* producer) 
     auto before = ends(topic);
     if (!before.ok()) return before.status();
     if (before->first >= before->second) continue;
+    closed_hanging_ = true;
     log::Warn("import_hanging_transaction", {{"topic", topic},
                                              {"partition", std::to_string(partition_)},
                                              {"last_stable_offset", std::to_string(before->first)},
                                              {"high_watermark", std::to_string(before->second)}});
-    if (kafka::Error err(rd_kafka_begin_transaction(producer)); err) {
-      return absl::UnavailableError(absl::StrCat("begin: ", rd_kafka_error_string(err.get())));
+    if (absl::Status s = kafka::FromError(rd_kafka_begin_transaction(producer), "begin"); !s.ok()) {
+      return s;
     }
     // A record nobody will see (aborted) puts the partition into the transaction.
-    rd_kafka_resp_err_t err = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()),
-                                                RD_KAFKA_V_PARTITION(partition_),
-                                                RD_KAFKA_V_KEY("uop.fence", 9), RD_KAFKA_V_END);
-    if (err) {
-      rd_kafka_abort_transaction(producer, 30000);
-      return absl::UnavailableError(absl::StrCat("fence record: ", rd_kafka_err2str(err)));
+    absl::Status fence =
+        kafka::FromCode(rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()),
+                                          RD_KAFKA_V_PARTITION(partition_),
+                                          RD_KAFKA_V_KEY("uop.fence", 9), RD_KAFKA_V_END),
+                        "fence record");
+    if (fence.ok()) fence = kafka::FromCode(rd_kafka_flush(producer, 30000), "flush fence record");
+    absl::Status abort = kafka::FromError(rd_kafka_abort_transaction(producer, 30000), "abort");
+    if (!fence.ok()) {
+      return abort.ok() ? fence
+                        : absl::Status(fence.code(),
+                                       absl::StrCat(fence.message(), " (", abort.message(), ")"));
     }
-    rd_kafka_flush(producer, 30000);
-    if (kafka::Error abort(rd_kafka_abort_transaction(producer, 30000)); abort) {
-      return absl::UnavailableError(absl::StrCat("abort: ", rd_kafka_error_string(abort.get())));
-    }
+    if (!abort.ok()) return abort;
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
     while (true) {
       auto after = ends(topic);
@@ -279,36 +300,15 @@ absl::Status ImportSubscription::CloseHangingTransactions(rd_kafka_t* producer) 
 }
 
 absl::Status ImportSubscription::RunOnce(bool* progressed) {
-  // 1. (Our topics exist: ImportDataset made them.) 2. Fence any earlier writer of this dataset: a
-  // restarted or zombie instance's open transaction is aborted by init_transactions.
-  Session session;
-  auto producer_or = kafka_->NewClient(
-      RD_KAFKA_PRODUCER,
-      {{"transactional.id",
-        absl::StrCat("uop-import.", config_.node, ".", target_topic_, ".", partition_)},
-       {"enable.idempotence", "true"},
-       {"acks", "all"},
-       {"linger.ms", "5"},
-       {"batch.size", "1000000"},
-       {"transaction.timeout.ms", "60000"},
-       {"message.timeout.ms", "55000"}},  // within transaction.timeout.ms, as librdkafka requires
-      [&session](rd_kafka_conf_t* conf) {
-        rd_kafka_conf_set_opaque(conf, &session);
-        rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m,
-                                             void* opaque) {
-          if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
-          auto* s = static_cast<Session*>(opaque);
-          s->failures.emplace_back(
-              m->partition, static_cast<int64_t>(reinterpret_cast<intptr_t>(m->_private)), m->err);
-        });
-      });
-  if (!producer_or.ok()) return producer_or.status();
-  session.producer = *std::move(producer_or);
-  if (kafka::Error err(rd_kafka_init_transactions(session.producer.get(), 30000)); err) {
-    return absl::UnavailableError(
-        absl::StrCat("init transactions: ", rd_kafka_error_string(err.get())));
-  }
-  if (absl::Status s = CloseHangingTransactions(session.producer.get()); !s.ok()) return s;
+  // 1. (Our topics exist: ImportDataset made them.) 2. Fence any earlier writer of this
+  // partition: init_transactions aborts a restarted or zombie instance's open transaction.
+  absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> sink_or = KafkaTransactionalSink::Create(
+      kafka_, absl::StrCat("uop-import.", config_.node, ".", target_topic_, ".", partition_),
+      target_topic_, deadletter_topic_, group_metadata_);
+  if (!sink_or.ok()) return sink_or.status();
+  std::unique_ptr<KafkaTransactionalSink> sink = *std::move(sink_or);
+  closed_hanging_ = false;
+  if (absl::Status s = CloseHangingTransactions(sink->producer()); !s.ok()) return s;
   // 3. Where we are, from our own Kafka only.
   {
     absl::MutexLock lock(&mu_);
@@ -316,7 +316,8 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
   }
   auto checkpoints = Recover();
   if (!checkpoints.ok()) return checkpoints.status();
-  session.checkpoints = *std::move(checkpoints);
+  ImportSession session({config_.link.window_batches, config_.link.window_bytes}, peer_.name,
+                        offer_.topic(), *std::move(checkpoints), core::Clock::Real());
 
   // 4. Subscribe from there.
   grpc::ClientContext context;
@@ -332,63 +333,44 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
   fed::Federation::Stub stub(channel_);
   std::unique_ptr<grpc::ClientReaderWriter<fed::ReceiverMessage, fed::OwnerMessage>> stream =
       stub.Replicate(&context);
-  fed::ReceiverMessage subscribe;
-  fed::Subscribe* sub = subscribe.mutable_subscribe();
-  *sub->mutable_hello() = MakeHello(config_.node);
-  sub->set_topic(offer_.topic());
-  for (const auto& [p, cp] : session.checkpoints) {
-    fed::PartitionStart* start = sub->add_partitions();
-    start->set_partition(p);
-    start->set_resume_token(cp.token());
-  }
-  sub->mutable_initial_credit()->set_batches(static_cast<uint32_t>(config_.link.window_batches));
-  sub->mutable_initial_credit()->set_bytes(static_cast<uint64_t>(config_.link.window_bytes));
   fed::OwnerMessage first;
-  if (!stream->Write(subscribe) || !stream->Read(&first)) {
-    grpc::Status st = stream->Finish();
+  if (!stream->Write(session.SubscribeMessage(MakeHello(config_.node))) || !stream->Read(&first)) {
+    absl::Status st = FromGrpcStatus(stream->Finish());
     clear_context();
-    return absl::UnavailableError(absl::StrCat("subscribe to ", peer_.name, "/", offer_.topic(),
-                                               ": ", st.error_message(), " (code ",
-                                               static_cast<int>(st.error_code()), ")"));
+    return absl::Status(st.code(), absl::StrCat("subscribe to ", peer_.name, "/", offer_.topic(),
+                                                ": ", st.message()));
   }
-  if (!first.has_subscribed() || first.subscribed().partitions() != offer_.partitions()) {
-    // Partition counts must match (origin p -> mirror p); a changed origin needs an operator.
+  if (absl::Status s = session.OnSubscribed(first, offer_.partitions()); !s.ok()) {
     context.TryCancel();
     stream->Finish();
     clear_context();
-    return absl::FailedPreconditionError(
-        absl::StrCat("owner answered subscribe with an unexpected message or partition count"));
+    return s;
   }
   streaming_.store(true);
   log::Info("import_stream_started", {{"peer", peer_.name},
                                       {"topic", offer_.topic()},
                                       {"target", target_topic_},
                                       {"partition", std::to_string(partition_)},
-                                      {"policy", first.subscribed().policy_version()}});
+                                      {"policy", session.policy_version()}});
 
-  // 5. Reader thread: owner messages into a queue bounded by the credit we granted.
+  // 5. Reader thread: owner messages into the session (its queue is bounded by our credit).
+  // The writer holds `session_mu` while it writes a transaction, so the reader waits then.
+  absl::Mutex session_mu;
+  bool reader_done = false;  // guarded by session_mu
+  absl::Status violation;    // guarded by session_mu
+  std::atomic<int64_t> last_heard_ms{absl::ToUnixMillis(absl::Now())};
   std::thread reader([&] {
     fed::OwnerMessage msg;
     while (stream->Read(&msg)) {
-      absl::MutexLock lock(&session.mu);
-      session.last_heard = absl::Now();
-      if (msg.has_batch()) {
-        if (session.queue.size() > static_cast<size_t>(config_.link.window_batches)) {
-          session.protocol_error = "owner exceeded the granted credit";
-          break;
-        }
-        session.queue.push_back(std::move(*msg.mutable_batch()));
-      } else if (msg.has_heartbeat()) {
-        for (const fed::PartitionProgress& p : msg.heartbeat().progress()) {
-          session.heartbeat_progress[p.partition()] = p.high_watermark();
-        }
-      } else if (msg.body_case() != fed::OwnerMessage::BODY_NOT_SET) {
-        session.protocol_error = "unexpected message from owner";
+      last_heard_ms.store(absl::ToUnixMillis(absl::Now()));
+      absl::MutexLock lock(&session_mu);
+      if (absl::Status s = session.OnOwnerMessage(std::move(msg)); !s.ok()) {
+        violation = s;
         break;
-      }  // BODY_NOT_SET: a kind added by a later protocol revision, ignored
+      }
     }
-    absl::MutexLock lock(&session.mu);
-    session.reader_done = true;
+    absl::MutexLock lock(&session_mu);
+    reader_done = true;
   });
 
   absl::Status result = absl::OkStatus();
@@ -420,58 +402,79 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
       if (!write(hb)) return;
     }
   });
+  NoAuditSink audit;
+  ImportSession::Stats reported;
+  // While we write a transaction the reader is held up, so silence is counted from the later of
+  // the last message and the end of the last write.
+  absl::Time last_write_end = absl::Now();
   while (true) {
-    std::vector<fed::RecordBatch> batches;
+    absl::StatusOr<std::vector<fed::ReceiverMessage>> replies;
     {
-      absl::MutexLock lock(&session.mu);
-      auto ready = [&session]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(session.mu) {
-        return !session.queue.empty() || session.reader_done;
+      absl::MutexLock lock(&session_mu);
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(session_mu) {
+        return session.has_queued() || reader_done;
       };
-      session.mu.AwaitWithTimeout(absl::Condition(&ready), heartbeat_interval / 4);
-      for (const auto& [p, hw] : session.heartbeat_progress) session.high_watermarks[p] = hw;
-      session.heartbeat_progress.clear();
-      if (!session.protocol_error.empty()) {
-        result = absl::InternalError(session.protocol_error);
+      session_mu.AwaitWithTimeout(absl::Condition(&ready), heartbeat_interval / 4);
+      if (!violation.ok()) {
+        log::Warn("import_protocol_violation", {{"peer", peer_.name},
+                                                {"topic", offer_.topic()},
+                                                {"partition", std::to_string(partition_)},
+                                                {"reason", std::string(violation.message())}});
+        result = violation;
         break;
       }
-      if (session.reader_done) {
+      if (reader_done) {
         result = absl::UnavailableError("stream ended by the owner");
         break;
       }
-      if (absl::Now() - session.last_heard > dead_peer_timeout) {
+      const absl::Time heard = std::max(absl::FromUnixMillis(last_heard_ms.load()), last_write_end);
+      if (absl::Now() - heard > dead_peer_timeout) {
         result = absl::UnavailableError(
             absl::StrCat("no message from ", peer_.name, " within the dead-peer timeout"));
         break;
       }
-      while (!session.queue.empty()) {
-        batches.push_back(std::move(session.queue.front()));
-        session.queue.pop_front();
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) {
+          result = absl::CancelledError("stopping");
+          break;
+        }
       }
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) {
-        result = absl::CancelledError("stopping");
-        break;
+      if (session.has_queued()) {
+        replies = session.WriteQueued(sink.get(), &audit, &refused_);
+        last_write_end = absl::Now();
+        if (!replies.ok()) {
+          result = replies.status();
+          break;
+        }
+        for (const RefusedRecord& r : session.last_deadletters()) {
+          log::Warn("import_deadletter", {{"peer", peer_.name},
+                                          {"topic", offer_.topic()},
+                                          {"partition", std::to_string(r.partition)},
+                                          {"offset", std::to_string(r.offset)},
+                                          {"reason", r.reason}});
+        }
       }
+      const ImportSession::Stats& now = session.stats();
+      records_written_->Add(static_cast<double>(now.written - reported.written));
+      deadlettered_->Add(static_cast<double>(now.deadletters - reported.deadletters));
+      duplicates_dropped_->Add(static_cast<double>(now.duplicates - reported.duplicates));
+      batches_written_->Add(static_cast<double>(now.batches - reported.batches));
+      transactions_->Add(static_cast<double>(now.transactions - reported.transactions));
+      reported = now;
+      lag_records_.store(session.lag_records());
+      lag_seconds_.store(session.lag_seconds());
     }
-    if (!batches.empty()) {
-      uint64_t bytes = 0;
-      for (const fed::RecordBatch& b : batches) bytes += b.ByteSizeLong();
-      result = WriteBatches(session, batches);
-      if (!result.ok()) break;
+    if (replies.ok() && !replies->empty()) {
       *progressed = true;
-      fed::ReceiverMessage ack;
-      ack.mutable_ack()->set_through_batch_seq(batches.back().batch_seq());
-      fed::ReceiverMessage credit;
-      credit.mutable_credit()->set_batches(static_cast<uint32_t>(batches.size()));
-      credit.mutable_credit()->set_bytes(bytes);
-      if (!write(ack) || !write(credit)) {
-        result = absl::UnavailableError("stream to owner closed");
-        break;
+      for (const fed::ReceiverMessage& reply : *replies) {
+        if (!write(reply)) {
+          result = absl::UnavailableError("stream to owner closed");
+          break;
+        }
       }
+      if (!result.ok()) break;
     }
-    UpdateLag(session);
   }
   heartbeats_done.Notify();
   heartbeats.join();
@@ -486,161 +489,6 @@ absl::Status ImportSubscription::RunOnce(bool* progressed) {
   return result;
 }
 
-absl::Status ImportSubscription::WriteBatches(Session& session,
-                                              std::vector<fed::RecordBatch>& batches) {
-  rd_kafka_t* producer = session.producer.get();
-  if (kafka::Error err(rd_kafka_begin_transaction(producer)); err) {
-    return absl::UnavailableError(
-        absl::StrCat("begin transaction: ", rd_kafka_error_string(err.get())));
-  }
-  session.failures.clear();
-  std::map<int32_t, core::PartitionCheckpoint> next = session.checkpoints;
-  int64_t written = 0, deadletters = 0, duplicates = 0, newest_ts = 0;
-  const std::string origin_topic = offer_.topic();
-
-  auto produce = [&](const std::string& topic, int32_t partition, const fed::Record& rec,
-                     const std::string& policy_version,
-                     const std::string* reason) -> rd_kafka_resp_err_t {
-    rd_kafka_headers_t* headers = rd_kafka_headers_new(rec.headers_size() + 8);
-    for (const fed::Header& h : rec.headers()) {
-      rd_kafka_header_add(headers, h.key().data(), static_cast<ssize_t>(h.key().size()),
-                          h.has_value() ? h.value().data() : nullptr,
-                          h.has_value() ? static_cast<ssize_t>(h.value().size()) : 0);
-    }
-    auto add = [headers](absl::string_view k, const std::string& v) {
-      rd_kafka_header_add(headers, k.data(), static_cast<ssize_t>(k.size()), v.data(),
-                          static_cast<ssize_t>(v.size()));
-    };
-    add(core::kHeaderOrigin, peer_.name);
-    add(core::kHeaderOriginTopic, origin_topic);
-    add(core::kHeaderOriginPartition, std::to_string(partition));
-    add(core::kHeaderOriginOffset, std::to_string(rec.offset()));
-    add(core::kHeaderOriginTimestamp, std::to_string(rec.timestamp_ms()));
-    add(core::kHeaderPolicyVersion, policy_version);
-    add(core::kHeaderResume, rec.resume_token());
-    if (reason != nullptr) add(core::kHeaderDeadLetterReason, *reason);
-    const bool drop_value =
-        reason != nullptr && reason->find("value not stored") != std::string::npos;
-    while (true) {
-      rd_kafka_resp_err_t err = rd_kafka_producev(
-          producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-          RD_KAFKA_V_KEY(rec.has_key() ? rec.key().data() : nullptr,
-                         rec.has_key() ? rec.key().size() : 0),
-          RD_KAFKA_V_VALUE(
-              rec.has_value() && !drop_value ? const_cast<char*>(rec.value().data()) : nullptr,
-              rec.has_value() && !drop_value ? rec.value().size() : 0),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(rec.timestamp_ms()),
-          RD_KAFKA_V_HEADERS(headers),
-          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<intptr_t>(rec.offset()))),
-          RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        rd_kafka_poll(producer, 50);  // wait for room: serves delivery reports
-        continue;
-      }
-      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_headers_destroy(headers);
-      return err;
-    }
-  };
-
-  for (const fed::RecordBatch& batch : batches) {
-    const int32_t p = batch.partition();
-    if (p != partition_) {
-      rd_kafka_abort_transaction(producer, 30000);
-      return absl::InternalError(absl::StrCat("owner sent partition ", p, " out of range"));
-    }
-    if (batch.high_watermark() >= 0) session.high_watermarks[p] = batch.high_watermark();
-    for (const fed::Record& rec : batch.records()) {
-      if (!next[p].ShouldWrite(rec.offset())) {
-        ++duplicates;
-        continue;
-      }
-      const auto key = std::make_pair(p, rec.offset());
-      rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-      std::string reason;
-      if (!dead_records_.contains(key)) {
-        err = produce(target_topic_, p, rec, batch.policy_version(), nullptr);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-          ++written;
-        } else if (IsPermanentRecordError(err)) {
-          reason = absl::StrCat("kafka refused the record: ", rd_kafka_err2str(err));
-        } else {
-          rd_kafka_abort_transaction(producer, 30000);
-          return absl::UnavailableError(absl::StrCat("produce: ", rd_kafka_err2str(err)));
-        }
-      } else {
-        reason = dead_reasons_[key];
-      }
-      if (!reason.empty()) {
-        err = produce(deadletter_topic_, p, rec, batch.policy_version(), &reason);
-        if (IsPermanentRecordError(err)) {
-          reason += "; value not stored: too large for the dead-letter topic too";
-          err = produce(deadletter_topic_, p, rec, batch.policy_version(), &reason);
-        }
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-          rd_kafka_abort_transaction(producer, 30000);
-          return absl::UnavailableError(
-              absl::StrCat("produce to dead-letter topic: ", rd_kafka_err2str(err)));
-        }
-        ++deadletters;
-        log::Warn("import_deadletter", {{"peer", peer_.name},
-                                        {"topic", origin_topic},
-                                        {"partition", std::to_string(p)},
-                                        {"offset", std::to_string(rec.offset())},
-                                        {"reason", reason}});
-      }
-      next[p].Advance(rec.offset(), rec.resume_token());
-      newest_ts = std::max(newest_ts, rec.timestamp_ms());
-    }
-  }
-  for (int attempt = 1;; ++attempt) {
-    kafka::Error err(rd_kafka_commit_transaction(producer, 30000));
-    if (!err) break;
-    if (rd_kafka_error_is_retriable(err.get()) && attempt < 4) {
-      log::Warn("import_commit_retry",
-                {{"topic", target_topic_}, {"error", rd_kafka_error_string(err.get())}});
-      continue;
-    }
-    // A record the broker refused for good is dead-lettered on the next attempt.
-    for (const auto& [p, offset, code] : session.failures) {
-      if (IsPermanentRecordError(code)) {
-        dead_records_.insert({p, offset});
-        dead_reasons_[{p, offset}] =
-            absl::StrCat("kafka refused the record: ", rd_kafka_err2str(code));
-      }
-    }
-    if (rd_kafka_error_txn_requires_abort(err.get())) {
-      rd_kafka_abort_transaction(producer, 30000);
-    }
-    return absl::UnavailableError(
-        absl::StrCat("commit transaction: ", rd_kafka_error_string(err.get())));
-  }
-  // Committed: only now is the position ours.
-  session.checkpoints = std::move(next);
-  if (newest_ts > 0) session.last_origin_timestamp_ms = newest_ts;
-  records_written_->Add(static_cast<double>(written));
-  deadlettered_->Add(static_cast<double>(deadletters));
-  duplicates_dropped_->Add(static_cast<double>(duplicates));
-  batches_written_->Add(static_cast<double>(batches.size()));
-  transactions_->Add(1);
-  return absl::OkStatus();
-}
-
-void ImportSubscription::UpdateLag(const Session& session) {
-  int64_t behind = 0;
-  for (const auto& [p, hw] : session.high_watermarks) {
-    auto it = session.checkpoints.find(p);
-    const int64_t next = it == session.checkpoints.end() ? 0 : it->second.last_offset() + 1;
-    behind += std::max<int64_t>(0, hw - next);
-  }
-  lag_records_.store(behind);
-  if (behind == 0 || session.last_origin_timestamp_ms == 0) {
-    lag_seconds_.store(0);
-  } else {
-    lag_seconds_.store(std::max<double>(
-        0, (absl::ToUnixMillis(absl::Now()) - session.last_origin_timestamp_ms) / 1000.0));
-  }
-}
-
 ImportDataset::ImportDataset(const NodeConfig& config, const PeerConfig& peer,
                              std::shared_ptr<grpc::Channel> channel, fed::DatasetOffer offer,
                              kafka::Env* kafka, core::Metrics* metrics)
@@ -650,7 +498,8 @@ ImportDataset::ImportDataset(const NodeConfig& config, const PeerConfig& peer,
       offer_(std::move(offer)),
       target_topic_(core::MirrorTopicName(peer.name, offer_.topic())),
       kafka_(kafka),
-      metrics_(metrics) {
+      metrics_(metrics),
+      group_id_(absl::StrCat("uop-import.", config.node, ".", target_topic_)) {
   const core::Labels labels = {{"peer", peer_.name}, {"topic", offer_.topic()}};
   assigned_ = metrics_->Gauge("uop_import_partitions_assigned",
                               "Origin partitions this node pulls (Kafka group assignment)", labels);
@@ -702,28 +551,28 @@ absl::Status ImportDataset::RunGroup() {
     return s;
   }
   // The group only assigns partitions: they are paused at once and never read.
-  auto consumer_or = kafka_->NewClient(
-      RD_KAFKA_CONSUMER,
-      {{"group.id", absl::StrCat("uop-import.", config_.node, ".", target_topic_)},
-       {"partition.assignment.strategy", "cooperative-sticky"},
-       {"session.timeout.ms", "6000"},
-       {"heartbeat.interval.ms", "1000"},
-       {"enable.auto.commit", "false"},
-       {"auto.offset.reset", "latest"},
-       {"allow.auto.create.topics", "false"}},
-      [this](rd_kafka_conf_t* conf) {
-        rd_kafka_conf_set_opaque(conf, this);
-        rd_kafka_conf_set_rebalance_cb(
-            conf, [](rd_kafka_t* rk, rd_kafka_resp_err_t err,
-                     rd_kafka_topic_partition_list_t* partitions, void* opaque) {
-              auto* self = static_cast<ImportDataset*>(opaque);
-              if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                self->OnAssigned(rk, partitions);
-              } else {
-                self->OnRevoked(rk, partitions);
-              }
-            });
-      });
+  auto consumer_or =
+      kafka_->NewClient(RD_KAFKA_CONSUMER,
+                        {{"group.id", group_id_},
+                         {"partition.assignment.strategy", "cooperative-sticky"},
+                         {"session.timeout.ms", "6000"},
+                         {"heartbeat.interval.ms", "1000"},
+                         {"enable.auto.commit", "false"},
+                         {"auto.offset.reset", "latest"},
+                         {"allow.auto.create.topics", "false"}},
+                        [this](rd_kafka_conf_t* conf) {
+                          rd_kafka_conf_set_opaque(conf, this);
+                          rd_kafka_conf_set_rebalance_cb(
+                              conf, [](rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                       rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+                                auto* self = static_cast<ImportDataset*>(opaque);
+                                if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                                  self->OnAssigned(rk, partitions);
+                                } else {
+                                  self->OnRevoked(rk, partitions);
+                                }
+                              });
+                        });
   if (!consumer_or.ok()) return consumer_or.status();
   kafka::Handle consumer = *std::move(consumer_or);
   rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
@@ -766,13 +615,17 @@ void ImportDataset::OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_li
     rd_kafka_assign(consumer, partitions);
   }
   rd_kafka_pause_partitions(consumer, partitions);
+  PublishGroupMetadata(consumer);
   std::string list;
   for (int i = 0; i < partitions->cnt; ++i) {
     const int32_t p = partitions->elems[i].partition;
     absl::StrAppend(&list, list.empty() ? "" : ",", p);
     if (partitions_.contains(p)) continue;
-    auto sub =
-        std::make_unique<ImportSubscription>(config_, peer_, channel_, offer_, p, kafka_, metrics_);
+    auto sub = std::make_unique<ImportSubscription>(config_, peer_, channel_, offer_, p, kafka_,
+                                                    metrics_, group_id_, [this] {
+                                                      absl::MutexLock lock(&metadata_mu_);
+                                                      return group_metadata_;
+                                                    });
     sub->Start();
     partitions_[p] = std::move(sub);
   }
@@ -796,9 +649,29 @@ void ImportDataset::OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_lis
   } else {
     rd_kafka_assign(consumer, nullptr);
   }
+  PublishGroupMetadata(consumer);
   log::Info("import_partitions_revoked",
             {{"peer", peer_.name}, {"topic", offer_.topic()}, {"partitions", list}});
   PublishMetrics();
+}
+
+void ImportDataset::PublishGroupMetadata(rd_kafka_t* consumer) {
+  rd_kafka_consumer_group_metadata_t* md = rd_kafka_consumer_group_metadata(consumer);
+  void* buffer = nullptr;
+  size_t size = 0;
+  absl::Status s = kafka::FromError(rd_kafka_consumer_group_metadata_write(md, &buffer, &size),
+                                    "group metadata");
+  rd_kafka_consumer_group_metadata_destroy(md);
+  std::string serialized;
+  if (s.ok()) {
+    serialized.assign(static_cast<const char*>(buffer), size);
+    rd_kafka_mem_free(nullptr, buffer);
+  } else {
+    log::Warn("import_group_metadata",
+              {{"topic", target_topic_}, {"reason", std::string(s.message())}});
+  }
+  absl::MutexLock lock(&metadata_mu_);
+  group_metadata_ = std::move(serialized);
 }
 
 void ImportDataset::PublishMetrics() {

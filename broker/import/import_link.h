@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -16,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/config.h"
+#include "broker/import/import_session.h"
 #include "broker/peer_identity.h"
 #include "core/metrics.h"
 #include "core/provenance.h"
@@ -27,14 +29,17 @@ namespace uop::broker {
 // Pulls one origin partition of one peer's dataset into the same partition of our mirror topic.
 // The partition is the unit of ownership: its transactional.id is stable per (node, mirror
 // topic, partition), so whichever node of this city takes the partition over fences the previous
-// writer. Runs its own thread from Start() to Stop(); retries with jittered exponential backoff.
-// `kafka` and `metrics` must outlive it.
+// writer. Each transaction also commits the position as the import group's offset (with the
+// group's generation: a writer that lost the partition cannot commit). Runs its own thread from
+// Start() to Stop(); retries with jittered exponential backoff. `kafka`, `metrics` and whatever
+// `group_metadata` refers to must outlive it.
 class ImportSubscription {
  public:
   ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
                      std::shared_ptr<grpc::Channel> channel,
                      uop::federation::v1::DatasetOffer offer, int32_t partition, kafka::Env* kafka,
-                     core::Metrics* metrics);
+                     core::Metrics* metrics, std::string group_id,
+                     std::function<std::string()> group_metadata);
   ~ImportSubscription();
 
   void Start();
@@ -46,7 +51,6 @@ class ImportSubscription {
   double lag_seconds() const { return lag_seconds_.load(); }
 
  private:
-  struct Session;
   void Run();
   // One connection: fence, recover, subscribe, stream until error. `progressed` tells whether
   // anything was written (then the backoff starts over).
@@ -55,9 +59,6 @@ class ImportSubscription {
   // Aborts a transaction of ours left open in our partition although its coordinator finished it
   // (see the .cc). Must run after init_transactions, before Recover.
   absl::Status CloseHangingTransactions(rd_kafka_t* producer);
-  absl::Status WriteBatches(Session& session,
-                            std::vector<uop::federation::v1::RecordBatch>& batches);
-  void UpdateLag(const Session& session);
 
   const NodeConfig& config_;
   const PeerConfig& peer_;
@@ -69,8 +70,10 @@ class ImportSubscription {
   kafka::Env* kafka_;
   core::Metrics* metrics_;
   // Origin (partition, offset) pairs that Kafka refused for good: next attempt dead-letters them.
-  std::set<std::pair<int32_t, int64_t>> dead_records_;
-  std::map<std::pair<int32_t, int64_t>, std::string> dead_reasons_;
+  RefusedRecords refused_;
+  bool closed_hanging_ = false;  // this attempt aborted a hanging transaction (Run thread only)
+  const std::string group_id_;   // the import group, whose committed offsets hold our positions
+  std::function<std::string()> group_metadata_;
 
   core::MetricValue* records_written_;
   core::MetricValue* batches_written_;
@@ -109,6 +112,8 @@ class ImportDataset {
   void OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
   void OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
   void PublishMetrics();
+  // Remembers the group's current metadata (generation) for the subscriptions' transactions.
+  void PublishGroupMetadata(rd_kafka_t* consumer);
 
   const NodeConfig& config_;
   const PeerConfig& peer_;
@@ -123,6 +128,9 @@ class ImportDataset {
   core::MetricValue* lag_seconds_;
   // Touched only by the Run thread (rebalance callbacks run inside its consumer poll).
   std::map<int32_t, std::unique_ptr<ImportSubscription>> partitions_;
+  const std::string group_id_;
+  absl::Mutex metadata_mu_;
+  std::string group_metadata_ ABSL_GUARDED_BY(metadata_mu_);
   std::atomic<bool> streaming_{false};
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

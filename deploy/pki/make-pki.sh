@@ -5,7 +5,10 @@
 #
 # Per city: OUTDIR/<city>/{ca.pem,ca.key,node.pem,node.key}. Deliberately broken certificates for
 # negative tests: OUTDIR/bad/{other-ca.pem,other-ca.key} plus, per city C,
-# {other-ca,wrong-san,expired}-C.{pem,key}.
+# {other-ca,wrong-san,expired}-C.{pem,key}. A chain through an intermediate CA, per city C:
+# OUTDIR/C/intermediate/{ca.pem,ca.key} (issued by C's root ca.pem) and
+# OUTDIR/C/intermediate/{node.pem,node.key}, where node.pem holds the leaf followed by the
+# intermediate (what a node presents); leaf.pem is the leaf alone.
 #
 # Idempotent: a city whose node.pem exists and is valid (verifies against its ca.pem, matches
 # node.key, names the city, not expiring within 30 days) is left alone; missing or broken bad
@@ -147,6 +150,32 @@ EOF
   chmod 0644 "$pem"
 }
 
+# make_intermediate KEY PEM ROOT_PEM ROOT_KEY CN: a CA certificate issued by the root.
+make_intermediate() {
+  local key=$1 pem=$2 root_pem=$3 root_key=$4 cn=$5 d
+  d=$(mktemp -d "$work/int.XXXXXX")
+  cat >"$d/req.cnf" <<EOF
+[req]
+distinguished_name = dn
+prompt             = no
+[dn]
+CN = $cn
+EOF
+  cat >"$d/ext.cnf" <<EOF
+[v3_int]
+basicConstraints       = critical,CA:TRUE,pathlen:0
+keyUsage               = critical,keyCertSign,cRLSign
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid:always
+EOF
+  gen_key "$key"
+  run openssl req -new -config "$d/req.cnf" -key "$key" -sha256 -out "$d/req.csr"
+  run openssl x509 -req -in "$d/req.csr" -CA "$root_pem" -CAkey "$root_key" \
+    -set_serial "$(serial)" -sha256 -days "$CA_DAYS" -extfile "$d/ext.cnf" -extensions v3_int \
+    -out "$pem"
+  chmod 0644 "$pem"
+}
+
 same_key() {  # same_key CERT KEY: the key is the certificate's private key
   local a b
   a=$(openssl x509 -in "$1" -noout -pubkey 2>/dev/null) || return 1
@@ -214,6 +243,22 @@ for c in "${cities[@]}"; do
     make_leaf "$s/node.key" "$s/node.pem" "$s/ca.pem" "$s/ca.key" "$host" "$san"
     install_files "$s" "$dir" ca.key ca.pem node.key node.pem
     city_new=1
+  fi
+
+  # --- a node certificate issued through an intermediate CA ----------------------------------
+  idir=$dir/intermediate
+  if [[ $city_new -eq 1 ]] || ! [[ -s "$idir/ca.pem" && -s "$idir/node.pem" ]] ||
+     ! quiet openssl verify -x509_strict -CAfile "$dir/ca.pem" "$idir/ca.pem" ||
+     ! same_key "$idir/leaf.pem" "$idir/node.key" ||
+     ! quiet openssl x509 -in "$idir/leaf.pem" -noout -checkend "$RENEW_BEFORE" ||
+     ! quiet openssl verify -x509_strict -CAfile "$dir/ca.pem" -untrusted "$idir/ca.pem" \
+       "$idir/leaf.pem"; then
+    s=$(mktemp -d "$work/int-$c.XXXXXX")
+    make_intermediate "$s/ca.key" "$s/ca.pem" "$dir/ca.pem" "$dir/ca.key" "$c UOP intermediate CA"
+    make_leaf "$s/node.key" "$s/leaf.pem" "$s/ca.pem" "$s/ca.key" "$host" "$san"
+    cat "$s/leaf.pem" "$s/ca.pem" >"$s/node.pem"
+    chmod 0644 "$s/node.pem"
+    install_files "$s" "$idir" ca.key node.key ca.pem leaf.pem node.pem
   fi
 
   # --- deliberately bad certificates -----------------------------------------------------------

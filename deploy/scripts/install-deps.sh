@@ -9,7 +9,7 @@ packages=(
   librdkafka-dev libabsl-dev libssl-dev openssl libyaml-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcli11-dev libcpp-httplib-dev nlohmann-json3-dev
-  kcat curl python3 python3-pytest python3-grpcio procps clang-format
+  kcat curl python3 python3-pytest python3-grpcio python3-openssl procps clang-format clang-14 clang-tidy-14
   libsimdjson-dev libmosquitto-dev mosquitto mosquitto-clients
 )
 if [[ "${1:-}" == "--kafka" ]]; then

@@ -1,5 +1,6 @@
 // Replays fuzz corpora without libFuzzer (g++ builds): feeds every file named on the command
-// line, or every file in the directories named, to LLVMFuzzerTestOneInput once.
+// line, or every file in the directories named, to LLVMFuzzerTestOneInput once; flags are
+// ignored.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -13,6 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 int main(int argc, char** argv) {
   std::vector<std::filesystem::path> files;
   for (int i = 1; i < argc; ++i) {
+    if (argv[i][0] == '-') continue;  // libFuzzer flags (-runs=0), as ctest passes them
     const std::filesystem::path p(argv[i]);
     if (std::filesystem::is_directory(p)) {
       for (const auto& e : std::filesystem::directory_iterator(p)) {

@@ -202,7 +202,7 @@ TEST_F(ExportSessionTest, RefusesAckBeyondWhatWasSent) {
   NextBatch(*s);
   absl::Status st = s->OnReceiverMessage(AckMsg(5));
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(st.message(), "ack through batch 5, but only 1 batches were sent");
+  EXPECT_EQ(st.message(), "ack through batch 5 but only 1 batches were sent on this stream");
   EXPECT_EQ(counters_.acked->Get(), 0) << "nothing counted as delivered";
 }
 

@@ -2,12 +2,17 @@
 // reason an operator needs.
 #include "broker/peer_identity.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "broker/tls_listener.h"
 
 namespace uop::broker {
 namespace {
@@ -113,6 +118,95 @@ TEST_F(PeerIdentityTest, NoCertificateIsRefused) {
   auto peer = (*auth)->Authenticate("", std::nullopt);
   ASSERT_FALSE(peer.ok());
   EXPECT_THAT(peer.status().message(), HasSubstr("no client certificate presented"));
+}
+
+// A node certificate issued by an intermediate CA, with only the root in the peer's bundle.
+TEST_F(PeerIdentityTest, LeafPlusIntermediateVerifiesAgainstTheRoot) {
+  auto auth = PeerAuthenticator::Create(HelsinkiConfig());
+  ASSERT_TRUE(auth.ok());
+  auto peer = (*auth)->Authenticate(Pem("tallinn/intermediate/node.pem"), std::nullopt);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  EXPECT_EQ(*peer, "tallinn");
+}
+
+TEST_F(PeerIdentityTest, LeafWithoutItsIntermediateIsRefused) {
+  auto auth = PeerAuthenticator::Create(HelsinkiConfig());
+  ASSERT_TRUE(auth.ok());
+  auto peer = (*auth)->Authenticate(Pem("tallinn/intermediate/leaf.pem"), std::nullopt);
+  ASSERT_FALSE(peer.ok());
+  EXPECT_EQ(peer.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(peer.status().message(), HasSubstr("unable to get local issuer certificate"));
+}
+
+TEST_F(PeerIdentityTest, LeafAloneVerifiesWhenTheBundleHoldsTheIntermediate) {
+  const std::filesystem::path bundle = *pki_ / "tallinn-root-and-intermediate.pem";
+  std::ofstream(bundle) << Pem("tallinn/ca.pem") << Pem("tallinn/intermediate/ca.pem");
+  NodeConfig config = HelsinkiConfig();
+  config.peers[0].ca_file = bundle.string();
+  auto auth = PeerAuthenticator::Create(config);
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  auto peer = (*auth)->Authenticate(Pem("tallinn/intermediate/leaf.pem"), std::nullopt);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  EXPECT_EQ(*peer, "tallinn");
+}
+
+TEST_F(PeerIdentityTest, OnlyTheIntermediateInTheBundleIsNotEnough) {
+  // No partial-chain trust: the root must be in the bundle.
+  NodeConfig config = HelsinkiConfig();
+  config.peers[0].ca_file = (*pki_ / "tallinn/intermediate/ca.pem").string();
+  auto auth = PeerAuthenticator::Create(config);
+  ASSERT_TRUE(auth.ok()) << auth.status();
+  auto peer = (*auth)->Authenticate(Pem("tallinn/intermediate/node.pem"), std::nullopt);
+  ASSERT_FALSE(peer.ok());
+  EXPECT_EQ(peer.status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+// What gRPC reports on the owner (TLS server) for a client that sends leaf + intermediate: the
+// leaf as x509_pem_cert, and a chain without the leaf (OpenSSL's server-side peer chain).
+TEST_F(PeerIdentityTest, ServerSideHandshakeChainPutsTheLeafFirst) {
+  auto auth = PeerAuthenticator::Create(HelsinkiConfig());
+  ASSERT_TRUE(auth.ok());
+  const std::string leaf = Pem("tallinn/intermediate/leaf.pem");
+  const std::string intermediate = Pem("tallinn/intermediate/ca.pem");
+  // The chain alone names the intermediate, which carries no SAN: that was the old refusal.
+  auto chain_only = (*auth)->Authenticate(intermediate, std::nullopt);
+  ASSERT_FALSE(chain_only.ok());
+  EXPECT_EQ(chain_only.status().message(),
+            "certificate names [] match no configured peer identity");
+  auto peer = (*auth)->Authenticate(HandshakeChain(leaf, intermediate), std::nullopt);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  EXPECT_EQ(*peer, "tallinn");
+  // Without its final newline the leaf still parses as a PEM block of its own.
+  auto trimmed = (*auth)->Authenticate(
+      HandshakeChain(leaf.substr(0, leaf.find_last_not_of('\n') + 1), intermediate), std::nullopt);
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status();
+}
+
+// What gRPC reports on the receiver (TLS client): the chain starts with the leaf.
+TEST_F(PeerIdentityTest, ClientSideHandshakeChainListsTheLeafTwice) {
+  auto auth = PeerAuthenticator::Create(HelsinkiConfig());
+  ASSERT_TRUE(auth.ok());
+  auto peer = (*auth)->Authenticate(
+      HandshakeChain(Pem("tallinn/intermediate/leaf.pem"), Pem("tallinn/intermediate/node.pem")),
+      "tallinn");
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  EXPECT_EQ(HandshakeChain("", "x"), "x");
+}
+
+TEST(SocketAddressTextTest, SpellsAddressesAsGrpcPeerDoes) {
+  sockaddr_in v4{};
+  v4.sin_family = AF_INET;
+  v4.sin_port = htons(5000);
+  inet_pton(AF_INET, "127.0.0.1", &v4.sin_addr);
+  EXPECT_EQ(SocketAddressText(reinterpret_cast<sockaddr*>(&v4)), "ipv4:127.0.0.1:5000");
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = htons(7443);
+  inet_pton(AF_INET6, "::1", &v6.sin6_addr);
+  EXPECT_EQ(SocketAddressText(reinterpret_cast<sockaddr*>(&v6)), "ipv6:[::1]:7443");
+  sockaddr unix_addr{};
+  unix_addr.sa_family = AF_UNIX;
+  EXPECT_EQ(SocketAddressText(&unix_addr), "unknown");
 }
 
 TEST_F(PeerIdentityTest, CertificateNamesListsDnsAndUri) {

@@ -48,5 +48,22 @@ TEST(PartitionCheckpointTest, DropsReplaysAndOnlyMovesForward) {
   EXPECT_FALSE(cp.ShouldWrite(5));
 }
 
+TEST(PositionMetadata, RoundTripsAndRefusesWhatIsNotOurs) {
+  PartitionCheckpoint cp(41, EncodeOffsetToken(42));
+  const std::string md = EncodePositionMetadata(cp);
+  EXPECT_EQ(md, "uop1 41 01000000000000002a");
+  std::optional<PartitionCheckpoint> back = DecodePositionMetadata(md);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->last_offset(), 41);
+  EXPECT_EQ(back->token(), EncodeOffsetToken(42));
+  EXPECT_EQ(DecodePositionMetadata("uop1 -1 ")->last_offset(), -1);
+  EXPECT_FALSE(DecodePositionMetadata("").has_value());
+  EXPECT_FALSE(DecodePositionMetadata("uop2 41 01").has_value());
+  EXPECT_FALSE(DecodePositionMetadata("uop1 x 01").has_value());
+  EXPECT_FALSE(DecodePositionMetadata("uop1 41 0").has_value());
+  EXPECT_FALSE(DecodePositionMetadata("uop1 41 0G").has_value());
+  EXPECT_FALSE(DecodePositionMetadata("uop1 -5 01").has_value());
+}
+
 }  // namespace
 }  // namespace uop::core

@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/provenance.h"
 #include "kafka/client.h"
+#include "tools/uopctl/audit_cmd.h"
 #include "tools/uopctl/kafka_topic_reader.h"
 
 namespace {
@@ -325,6 +326,7 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "audit") return uop::tools::AuditMain(argc - 1, argv + 1);
   CLI::App app{"uopctl: command line for uop-federation"};
   app.require_subcommand(1);
 

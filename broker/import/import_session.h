@@ -1,0 +1,181 @@
+// The receiver's protocol core for one Replicate stream, without sockets or Kafka:
+// receive (order, credit, replay filter) -> accept (receiver's rules; today all) -> write (one
+// Kafka transaction through a TransactionalSink, dead letters) -> record (AuditSink) ->
+// acknowledge (Ack + Credit). The gRPC and Kafka adapters in import_link.cc drive it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "core/clock.h"
+#include "core/provenance.h"
+#include "uop/federation/v1/federation.pb.h"
+
+namespace uop::broker {
+
+// One record as the sink must write it: the origin's record plus the headers to append.
+struct OutRecord {
+  enum class Target { kMirror, kDeadLetter };
+  Target target = Target::kMirror;
+  int32_t partition = 0;
+  const uop::federation::v1::Record* record = nullptr;  // key, value, timestamp, origin headers
+  std::vector<std::pair<absl::string_view, std::string>> extra_headers;  // provenance (+ reason)
+  bool drop_value = false;  // dead letter too large even for the dead-letter topic
+};
+
+// A record the sink's Kafka refused for good (too large, invalid), with why.
+struct RefusedRecord {
+  int32_t partition;
+  int64_t offset;
+  std::string reason;
+};
+
+// The write stage: one transaction at a time in the receiver's Kafka.
+class TransactionalSink {
+ public:
+  virtual ~TransactionalSink() = default;
+  virtual absl::Status Begin() = 0;
+  // Queues a record in the open transaction. OK with `*refused` non-empty: Kafka refused this
+  // record for good (it belongs in the dead-letter topic); OK with `*refused` empty: queued.
+  // Any error status: abort the transaction.
+  virtual absl::Status Produce(const OutRecord& record, std::string* refused) = 0;
+  // Commits, together with `positions` (what is held per origin partition once this commits),
+  // so that the position survives whatever deletes records from the topics. On failure,
+  // `refused` lists records Kafka refused for good that were only reported at commit time, and
+  // the transaction has been aborted if Kafka required it.
+  virtual absl::Status Commit(const std::map<int32_t, core::PartitionCheckpoint>& positions,
+                              std::vector<RefusedRecord>* refused) = 0;
+  virtual absl::Status Abort() = 0;
+};
+
+// What a committed transaction wrote, for the audit log.
+struct WrittenRange {
+  int32_t partition;
+  int64_t first_offset;
+  int64_t last_offset;
+  int64_t records;      // written to the mirror topic
+  int64_t deadletters;  // written to the dead-letter topic
+};
+struct WrittenBatches {
+  std::string peer;
+  std::string origin_topic;
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  std::string policy_version;
+  std::vector<WrittenRange> ranges;
+};
+
+// The record stage. An error stops the exchange: nothing is acknowledged unaudited.
+class AuditSink {
+ public:
+  virtual ~AuditSink() = default;
+  virtual absl::Status RecordWritten(const WrittenBatches& written) = 0;
+};
+
+// Until the audit log exists: records nothing, never fails.
+class NoAuditSink final : public AuditSink {
+ public:
+  absl::Status RecordWritten(const WrittenBatches&) override { return absl::OkStatus(); }
+};
+
+// Records Kafka refused for good, remembered across reconnects so the next attempt sends them
+// to the dead-letter topic. Not thread-safe.
+class RefusedRecords {
+ public:
+  void Add(const RefusedRecord& r) { reasons_[{r.partition, r.offset}] = r.reason; }
+  const std::string* Find(int32_t partition, int64_t offset) const {
+    auto it = reasons_.find({partition, offset});
+    return it == reasons_.end() ? nullptr : &it->second;
+  }
+  // Positions at or below `last_offset` of `partition` are written: forget them.
+  void Forget(int32_t partition, int64_t last_offset);
+
+ private:
+  std::map<std::pair<int32_t, int64_t>, std::string> reasons_;
+};
+
+// Not thread-safe: the adapter serialises calls (its reader and writer share one mutex).
+class ImportSession {
+ public:
+  struct Options {
+    int window_batches = 8;
+    int64_t window_bytes = 8 << 20;
+  };
+  struct Stats {
+    int64_t written = 0, deadletters = 0, duplicates = 0, batches = 0, transactions = 0;
+  };
+
+  // `checkpoints`: what our Kafka holds, per subscribed origin partition (recovery's result).
+  ImportSession(Options options, std::string peer, std::string origin_topic,
+                std::map<int32_t, core::PartitionCheckpoint> checkpoints, const core::Clock* clock);
+
+  // The Subscribe that opens the stream: our partitions, their tokens, the initial credit.
+  uop::federation::v1::ReceiverMessage SubscribeMessage(
+      const uop::federation::v1::Hello& hello) const;
+  // The owner's answer. Refused (FAILED_PRECONDITION) unless it is Subscribed for our topic
+  // with `expected_partitions` partitions.
+  absl::Status OnSubscribed(const uop::federation::v1::OwnerMessage& first,
+                            int expected_partitions);
+  // A message after Subscribed. A protocol violation (INVALID_ARGUMENT, naming what was wrong)
+  // means: cancel the stream and reconnect.
+  absl::Status OnOwnerMessage(uop::federation::v1::OwnerMessage&& message);
+
+  bool has_queued() const { return !queue_.empty(); }
+
+  // Writes every queued batch in one transaction through `sink`, records it in `audit`, and
+  // returns the Ack and Credit to send. Refused records are dead-lettered (remembered in
+  // `refused` across failures). On error nothing is acknowledged and the stream must restart
+  // from recovery: whether an uncertain commit landed is read back from Kafka.
+  absl::StatusOr<std::vector<uop::federation::v1::ReceiverMessage>> WriteQueued(
+      TransactionalSink* sink, AuditSink* audit, RefusedRecords* refused);
+
+  // Records the owner holds that our Kafka does not, over the subscribed partitions.
+  int64_t lag_records() const;
+  // Age of the newest committed record while lagging, else 0.
+  double lag_seconds() const;
+  const Stats& stats() const { return stats_; }
+  // The records the last successful WriteQueued sent to the dead-letter topic, with why.
+  const std::vector<RefusedRecord>& last_deadletters() const { return last_deadletters_; }
+  const std::map<int32_t, core::PartitionCheckpoint>& checkpoints() const { return checkpoints_; }
+  const std::string& policy_version() const { return policy_version_; }
+
+ private:
+  struct Progress {
+    int64_t high_watermark = -1;
+    int64_t next_offset = -1;  // from a heartbeat: done below this once after_seq is written
+    uint64_t after_seq = 0;
+  };
+  absl::Status OnBatch(uop::federation::v1::RecordBatch&& batch);
+  std::vector<std::pair<absl::string_view, std::string>> Provenance(
+      int32_t partition, const uop::federation::v1::Record& rec,
+      const std::string& policy_version) const;
+
+  const Options options_;
+  const std::string peer_;
+  const std::string origin_topic_;
+  const core::Clock* clock_;
+  std::map<int32_t, core::PartitionCheckpoint> checkpoints_;  // committed in our Kafka
+  std::map<int32_t, int64_t> last_received_;                  // highest offset received
+  std::map<int32_t, Progress> progress_;
+  std::deque<uop::federation::v1::RecordBatch> queue_;
+  uint64_t last_received_seq_ = 0;
+  uint64_t written_seq_ = 0;
+  int64_t batch_credit_;  // what the owner may still send
+  int64_t byte_credit_;
+  std::string policy_version_;
+  int64_t last_origin_timestamp_ms_ = 0;
+  Stats stats_;
+  std::vector<RefusedRecord> last_deadletters_;
+};
+
+}  // namespace uop::broker

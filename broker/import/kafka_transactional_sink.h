@@ -1,0 +1,54 @@
+// The write stage on the receiver's Kafka: one transactional producer writing the mirror and
+// dead-letter topics of one origin topic.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "broker/import/import_session.h"
+#include "kafka/client.h"
+
+namespace uop::broker {
+
+// Not thread-safe: one writer thread. `env` must outlive it.
+class KafkaTransactionalSink final : public TransactionalSink {
+ public:
+  // The import group's metadata (rd_kafka_consumer_group_metadata_write), empty while there is
+  // none. Called at each commit: the positions go into the transaction as the group's offsets,
+  // which also fences a writer whose group generation is gone (KIP-447).
+  using GroupMetadata = std::function<std::string()>;
+
+  // Creates the producer and runs init_transactions, which fences any earlier producer with the
+  // same `transactional_id` and aborts what it left open.
+  static absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> Create(
+      kafka::Env* env, const std::string& transactional_id, std::string mirror_topic,
+      std::string deadletter_topic, GroupMetadata group_metadata);
+
+  absl::Status Begin() override;
+  absl::Status Produce(const OutRecord& record, std::string* refused) override;
+  absl::Status Commit(const std::map<int32_t, core::PartitionCheckpoint>& positions,
+                      std::vector<RefusedRecord>* refused) override;
+  absl::Status Abort() override;
+
+  rd_kafka_t* producer() { return producer_.get(); }
+
+ private:
+  KafkaTransactionalSink() = default;
+  static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
+  absl::Status SendPositions(const std::map<int32_t, core::PartitionCheckpoint>& positions);
+
+  kafka::Handle producer_;
+  std::string mirror_topic_;
+  std::string deadletter_topic_;
+  GroupMetadata group_metadata_;
+  // Delivery failures of the open transaction: (partition, origin offset, error). Delivery
+  // reports run inside poll/flush/commit on the writer thread.
+  std::vector<std::tuple<int32_t, int64_t, rd_kafka_resp_err_t>> failures_;
+};
+
+}  // namespace uop::broker
