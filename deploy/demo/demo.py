@@ -1,12 +1,23 @@
 #!/usr/bin/env python3
 """The two-city demo: Helsinki and Tallinn uopd nodes, each with embedded Kafka, share their
-noise observations with each other over mutual-TLS gRPC. Prints what crosses the border, live
-and at the end, checks record by record that nothing was lost or doubled, and stops cleanly."""
+noise observations with each other over mutual-TLS gRPC. In each city, uop-noise-sim publishes
+SensorThings Observations from real sites over MQTT (QoS 1) to a mosquitto broker, and
+uop-sta-bridge validates them, adds their location and writes them to the city's Kafka:
+
+  uop-noise-sim -> mosquitto -> uop-sta-bridge -> Helsinki Kafka -> uopd => uopd -> Tallinn Kafka
+  (and the same from Tallinn to Helsinki)
+
+Prints what crosses the border, live and at the end, checks record by record that nothing was
+lost or doubled, shows the observations per site that arrived on the other side, and stops
+cleanly."""
 
 import argparse
+import collections
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +25,12 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Partitions of noise.observations. Records are keyed by Datastream (librdkafka's CRC32
+# partitioner), and the embedded (mock) Kafka keeps only about 5 MiB per partition, dropping older
+# records beyond that: with 11 partitions no two Helsinki sensors (and at most two Tallinn ones)
+# share one, so a demo run's ~1.3 KB SensorThings records stay far below the limit.
+PARTITIONS = 11
 
 
 def log(msg=""):
@@ -57,9 +74,46 @@ peers:
     identity: uopd.{peer}.example
 kafka:
   embedded:
-    topics: {{noise.observations: 3}}
+    topics: {{noise.observations: {PARTITIONS}, noise.observations.deadletter: 1}}
 policies: policies-{city}
 """
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bridge_config(city, kafka, mqtt_port):
+    return f"""# SensorThings bridge of {city}: MQTT from mosquitto into {city}'s Kafka.
+node: {city}-sta
+kafka:
+  bootstrap: {kafka}
+  topic: noise.observations
+catalogue:
+  file: {city}-catalogue.json
+mqtt:
+  broker: 127.0.0.1:{mqtt_port}
+  client_id: {city}-sta-bridge
+http:
+  listen: 127.0.0.1:0
+ready_file: {city}-bridge.ready.json
+"""
+
+
+def site_summary(kcat, bootstrap, topic):
+    """Observations per site in `topic`: (site name, city) -> (count, mean, min, max LAeq)."""
+    r = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%s\n"],
+                       capture_output=True, text=True, timeout=120)
+    by = collections.defaultdict(list)
+    for line in r.stdout.splitlines():
+        try:
+            o = json.loads(line)
+        except ValueError:
+            continue
+        by[o["Datastream"]["Thing"]["name"]].append(o["result"])
+    return {k: (len(v), sum(v) / len(v), min(v), max(v)) for k, v in sorted(by.items())}
 
 
 def main():
@@ -76,6 +130,9 @@ def main():
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     uopd, uopctl = str(bin_dir / "uopd"), str(bin_dir / "uopctl")
+    bridge, sim = str(bin_dir / "uop-sta-bridge"), str(bin_dir / "uop-noise-sim")
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    kcat = shutil.which("kcat") or "kcat"
 
     log("== uop-federation demo: Helsinki <-> Tallinn over mutual-TLS gRPC ==")
     subprocess.run([str(ROOT / "deploy/pki/make-pki.sh"), str(work / "pki")], check=True,
@@ -98,16 +155,18 @@ def main():
     procs, logs = {}, {}
 
     def stop_all():
-        for city, proc in procs.items():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        # Simulators' brokers and bridges first, then the uopd nodes they write to.
         codes = {}
-        for city, proc in procs.items():
-            try:
-                codes[city] = proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[city] = "killed after 20 s"
+        for group in ([n for n in procs if n not in cities], [n for n in procs if n in cities]):
+            for name in group:
+                if procs[name].poll() is None:
+                    procs[name].send_signal(signal.SIGTERM)
+            for name in group:
+                try:
+                    codes[name] = procs[name].wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    procs[name].kill()
+                    codes[name] = "killed after 20 s"
         return codes
 
     try:
@@ -140,26 +199,70 @@ def main():
         def streams_up():
             for dst, src in (("tallinn", "helsinki"), ("helsinki", "tallinn")):
                 m = metrics(info[dst]["admin"])
-                if m.get(f'uop_import_stream_up{{peer="{src}",topic="noise.observations"}}', 0) < 3:
+                if m.get(f'uop_import_stream_up{{peer="{src}",topic="noise.observations"}}', 0) < PARTITIONS:
                     return False
             return True
         t0 = time.monotonic()
-        wait_for(streams_up, 60, "the links to stream all 3 partitions both ways")
-        log(f"Links up, mTLS verified both ways, 3 partition streams each way "
+        wait_for(streams_up, 60, f"the links to stream all {PARTITIONS} partitions both ways")
+        log(f"Links up, mTLS verified both ways, {PARTITIONS} partition streams each way "
             f"(Kafka group assignment took {time.monotonic() - t0:.1f} s)\n")
 
-        feeds = {
-            "helsinki": (args.records, args.rate),
-            "tallinn": (max(1, args.records // 3), max(1, args.rate // 3)),
-        }
-        sims = {}
-        for city, (count, rate) in feeds.items():
+        # Per city: mosquitto, the SensorThings bridge into the city's Kafka, the simulator.
+        sensors = {}
+        for city in cities:
+            mqtt_port = free_port()
+            (work / f"{city}-mosquitto.conf").write_text(
+                f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                # Keep every QoS 1 message for the bridge's session, however long it is away.
+                "max_inflight_messages 0\nmax_queued_messages 0\n")
+            logs[f"{city}-mosquitto"] = open(work / f"{city}-mosquitto.log", "w")
+            procs[f"{city}-mosquitto"] = subprocess.Popen(
+                [mosquitto, "-c", str(work / f"{city}-mosquitto.conf")],
+                stdout=logs[f"{city}-mosquitto"], stderr=subprocess.STDOUT, cwd=work)
+            subprocess.run([sim, "--city", city, "--catalogue-out",
+                            str(work / f"{city}-catalogue.json")], check=True)
+            sensors[city] = len(json.loads((work / f"{city}-catalogue.json").read_text())["Things"])
+            (work / f"{city}-bridge.yaml").write_text(
+                bridge_config(city, info[city]["kafka_bootstrap"], mqtt_port))
+            (work / f"{city}-bridge.ready.json").unlink(missing_ok=True)
+            logs[f"{city}-bridge"] = open(work / f"{city}-bridge.log", "w")
+            procs[f"{city}-bridge"] = subprocess.Popen(
+                [bridge, "--config", str(work / f"{city}-bridge.yaml")],
+                stderr=logs[f"{city}-bridge"], cwd=work)
+            info[f"{city}-mqtt"] = mqtt_port
+
+        def bridge_up(city):
+            ready = work / f"{city}-bridge.ready.json"
+            if procs[f"{city}-bridge"].poll() is not None:
+                raise SystemExit(f"demo: uop-sta-bridge {city} exited; see "
+                                 f"{work / (city + '-bridge.log')}")
+            if not ready.exists():
+                return False
+            port = json.loads(ready.read_text())["http_port"]
+            return metrics(f"127.0.0.1:{port}").get("uop_sta_mqtt_connects_total", 0) >= 1
+        for city in cities:
+            wait_for(lambda: bridge_up(city), 30, f"uop-sta-bridge {city} connected to mosquitto")
+            port = json.loads((work / f"{city}-bridge.ready.json").read_text())["http_port"]
+            info[f"{city}-bridge"] = f"127.0.0.1:{port}"
+            log(f"uop-sta-bridge {city:9s} mqtt 127.0.0.1:{info[city + '-mqtt']} -> kafka "
+                f"{info[city]['kafka_bootstrap']}  metrics http://{info[city + '-bridge']}/metrics")
+
+        # One observation per sensor per simulated minute, accelerated to the requested rate.
+        rates = {"helsinki": args.rate, "tallinn": max(1, args.rate // 3)}
+        totals = {"helsinki": args.records, "tallinn": max(1, args.records // 3)}
+        feeds, sims = {}, {}
+        for city in cities:
+            per_sensor = max(1, totals[city] // sensors[city])
+            speed = rates[city] * 60 / sensors[city]
+            feeds[city] = (per_sensor * sensors[city], rates[city])
             sims[city] = subprocess.Popen(
-                [uopctl, "simulate", "--bootstrap", info[city]["kafka_bootstrap"], "--city", city,
-                 "--topic", "noise.observations", "--count", str(count), "--rate", str(rate)],
+                [sim, "--city", city, "--count", str(per_sensor), "--speed", f"{speed:.1f}",
+                 "--seed", "2026", "--client-id", f"{city}-noise-sim",
+                 "--mqtt", f"127.0.0.1:{info[city + '-mqtt']}"],
                 stdout=subprocess.PIPE, text=True)
-        log(f"Feeding SensorThings noise observations: Helsinki {feeds['helsinki'][0]} at "
-            f"{feeds['helsinki'][1]}/s, Tallinn {feeds['tallinn'][0]} at {feeds['tallinn'][1]}/s\n")
+        log(f"\nNoise sensors publishing over MQTT: Helsinki {feeds['helsinki'][0]} observations "
+            f"({sensors['helsinki']} sites) at {feeds['helsinki'][1]}/s, Tallinn "
+            f"{feeds['tallinn'][0]} ({sensors['tallinn']} sites) at {feeds['tallinn'][1]}/s\n")
 
         def crossing(dst, src):
             m = metrics(info[dst]["admin"])
@@ -218,6 +321,21 @@ def main():
                 f"{c.get('mismatched', '?')} altered"
                 + ("" if c.get("ok") else f"  <-- PROBLEM: {c.get('first_problem')}"))
             ok = ok and bool(c.get("ok"))
+        for city in cities:
+            bm = metrics(info[f"{city}-bridge"])
+            rejected = sum(v for k, v in bm.items() if k.startswith("uop_sta_rejected_total"))
+            accepted = int(bm.get('uop_sta_accepted_total{via="mqtt"}', 0))
+            log(f"uop-sta-bridge {city}: {accepted} observations accepted over MQTT, "
+                f"{int(rejected)} rejected")
+
+        log("\n== Observations per site, as they arrived in the other city ==")
+        for dst, src in (("tallinn", "helsinki"), ("helsinki", "tallinn")):
+            log(f"in {dst}'s {src}.noise.observations:")
+            for site, (n, mean, lo, hi) in site_summary(
+                    kcat, info[dst]["kafka_bootstrap"], f"{src}.noise.observations").items():
+                log(f"  {site:58s} {n:6d} obs  LAeq mean {mean:5.1f}  min {lo:5.1f}  "
+                    f"max {hi:5.1f} dB(A)")
+
         m = metrics(info["helsinki"]["admin"])
         acked = m.get('uop_export_acked_records_total{peer="tallinn",topic="noise.observations"}', 0)
         log(f"helsinki's own record: {int(acked)} records acknowledged by tallinn as durably written")
@@ -235,7 +353,7 @@ def main():
         for f in logs.values():
             f.close()
     log(f"\nNodes stopped: " + ", ".join(f"{c} exit {code}" for c, code in codes.items()))
-    log(f"Logs: {work / 'helsinki.log'}, {work / 'tallinn.log'}")
+    log(f"Logs: {work}/*.log")
     clean = all(code == 0 for code in codes.values())
     if ok and clean:
         log("Demo finished: 0 lost, 0 duplicate.")
