@@ -52,6 +52,7 @@ class ExportStream final : public grpc::ServerBidiReactor<fed::ReceiverMessage, 
   void Subscribe();  // runs on a setup worker
   absl::Status SetUp(const fed::Subscribe& sub);
   void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckShare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   ExportService* const service_;
@@ -74,6 +75,9 @@ class ExportStream final : public grpc::ServerBidiReactor<fed::ReceiverMessage, 
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time finished_at_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;        // OnDone ran: the call and its context are gone
+  bool setting_up_ ABSL_GUARDED_BY(mu_) = false;  // Subscribe() runs and uses context_
+  grpc::Status deferred_status_ ABSL_GUARDED_BY(mu_);  // an end that came during setting_up_
   core::MetricValue* streams_gauge_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
@@ -97,6 +101,10 @@ void ExportStream::OnReadDone(bool ok) {
       FinishLocked(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first message must be subscribe"));
       return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      setting_up_ = true;
     }
     service_->setup_workers_.Post([self = shared_from_this()] { self->Subscribe(); });
     return;  // the next read starts once the session exists
@@ -130,6 +138,10 @@ void ExportStream::OnCancel() {
 }
 
 void ExportStream::OnDone() {
+  {
+    absl::MutexLock lock(&mu_);
+    done_ = true;  // context_ is gone from here on
+  }
   service_->Unregister(this);
   // The last reference may own a Kafka consumer whose close blocks: drop it on a worker.
   service_->setup_workers_.Post([self = std::move(self_)] {});
@@ -142,7 +154,7 @@ void ExportStream::Schedule() {
 
 void ExportStream::CancelIfStuck(absl::Time now) {
   absl::MutexLock lock(&mu_);
-  if (finished_ && !cancelled_ && now - finished_at_ > kFinishGrace) {
+  if (finished_ && !done_ && !cancelled_ && now - finished_at_ > kFinishGrace) {
     cancelled_ = true;
     context_->TryCancel();
   }
@@ -152,6 +164,16 @@ void ExportStream::FinishLocked(const grpc::Status& status) {
   if (finished_) return;
   finished_ = true;
   finished_at_ = absl::Now();
+  if (setting_up_) {
+    // Subscribe() is still using context_ on a setup worker: gRPC frees the call (OnDone) once
+    // it is finished, so Finish waits until Subscribe() is done with it.
+    deferred_status_ = status;
+    return;
+  }
+  EndLocked(status);
+}
+
+void ExportStream::EndLocked(const grpc::Status& status) {
   Finish(status);
   if (streams_gauge_ != nullptr) streams_gauge_->Add(-1);
   if (!peer_.empty()) {
@@ -202,11 +224,15 @@ void ExportStream::Subscribe() {
   const fed::Subscribe& sub = read_msg_.subscribe();
   absl::Status status = SetUp(sub);
   absl::MutexLock lock(&mu_);
+  setting_up_ = false;
+  if (finished_) {  // ended (cancelled, stopping) while we set up: finish it now
+    EndLocked(deferred_status_);
+    return;
+  }
   if (!status.ok()) {
     FinishLocked(ToGrpcStatus(status));
     return;
   }
-  if (finished_) return;
   if (service_->stopping()) {
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "owner node is shutting down"));
     return;

@@ -42,13 +42,14 @@ class KafkaTransactionalSink final : public TransactionalSink {
   static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
   absl::Status SendPositions(const std::map<int32_t, core::PartitionCheckpoint>& positions);
 
-  kafka::Handle producer_;
   std::string mirror_topic_;
   std::string deadletter_topic_;
   GroupMetadata group_metadata_;
   // Delivery failures of the open transaction: (partition, origin offset, error). Delivery
   // reports run inside poll/flush/commit on the writer thread.
   std::vector<std::tuple<int32_t, int64_t, rd_kafka_resp_err_t>> failures_;
+  // Last, so it is destroyed first: nothing it may still call back into is gone before it.
+  kafka::Handle producer_;
 };
 
 }  // namespace uop::broker

@@ -160,7 +160,7 @@ class HttpPublisher final : public Publisher {
       }
       if (attempt > 600) return absl::UnavailableError(absl::StrCat("POST ", path, ": gave up"));
       int wait_s = 1;
-      if (res) absl::SimpleAtoi(res->get_header_value("Retry-After"), &wait_s);
+      if (res && !absl::SimpleAtoi(res->get_header_value("Retry-After"), &wait_s)) wait_s = 1;
       absl::SleepFor(absl::Seconds(std::max(wait_s, 1)));  // the server's Retry-After
     }
   }
