@@ -220,7 +220,7 @@ class PeerVerifier final : public grpc::experimental::ExternalCertificateVerifie
 }  // namespace
 
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
-    std::shared_ptr<const PeerAuthenticator> auth, HandshakeObserver observer) {
+    const std::shared_ptr<const PeerAuthenticator>& auth, HandshakeObserver observer) {
   using namespace grpc::experimental;  // NOLINT: the TLS API lives there in gRPC 1.51
   auto provider = std::make_shared<StaticDataCertificateProvider>(
       auth->all_peer_cas(),
@@ -238,7 +238,7 @@ std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
 }
 
 std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(
-    std::shared_ptr<const PeerAuthenticator> auth, const PeerConfig& peer) {
+    const std::shared_ptr<const PeerAuthenticator>& auth, const PeerConfig& peer) {
   using namespace grpc::experimental;  // NOLINT
   auto ca = ReadFile(peer.ca_file);
   auto provider = std::make_shared<StaticDataCertificateProvider>(

@@ -62,10 +62,10 @@ using HandshakeObserver = std::function<void(const absl::StatusOr<std::string>& 
 // `observer` a refusal is logged here without it (tls_peer_refused); TlsListener passes one per
 // connection slot and logs with the address instead.
 std::shared_ptr<grpc::ServerCredentials> MakeServerCredentials(
-    std::shared_ptr<const PeerAuthenticator> auth, HandshakeObserver observer = nullptr);
+    const std::shared_ptr<const PeerAuthenticator>& auth, HandshakeObserver observer = nullptr);
 // Channel credentials to dial `peer`: its certificate must verify as that peer.
 std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(
-    std::shared_ptr<const PeerAuthenticator> auth, const PeerConfig& peer);
+    const std::shared_ptr<const PeerAuthenticator>& auth, const PeerConfig& peer);
 
 // Reads a whole file; errors name the file.
 absl::StatusOr<std::string> ReadFile(const std::string& path);

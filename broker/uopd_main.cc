@@ -32,10 +32,10 @@ bool WriteReadyFile(const std::string& path, const uop::broker::Node& node,
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape): none are caught anyway
   // glibc gives every thread its own malloc arena; with one Kafka client and gRPC stream per
   // partition that multiplies resident memory for no speed we can measure. Two arenas suffice.
-  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_ARENA_MAX, 2);  // NOLINT(concurrency-mt-unsafe): before any thread starts
   // gRPC's own messages (e.g. a TLS handshake refused before our verifier runs: no client
   // certificate, plaintext) become JSON log lines like ours.
   gpr_set_log_function([](gpr_log_func_args* args) {

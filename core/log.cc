@@ -16,7 +16,8 @@ namespace uop::log {
 namespace {
 
 Level InitialLevel() {
-  const char* env = std::getenv("UOP_LOG_LEVEL");
+  // Read once, at the first log line (a function-local static), before threads write logs.
+  const char* env = std::getenv("UOP_LOG_LEVEL");  // NOLINT(concurrency-mt-unsafe)
   if (env != nullptr && absl::string_view(env) == "debug") return Level::kDebug;
   if (env != nullptr && absl::string_view(env) == "warn") return Level::kWarn;
   return Level::kInfo;

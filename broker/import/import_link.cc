@@ -667,6 +667,13 @@ void ImportDataset::OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_lis
 
 void ImportDataset::PublishGroupMetadata(rd_kafka_t* consumer) {
   rd_kafka_consumer_group_metadata_t* md = rd_kafka_consumer_group_metadata(consumer);
+  if (md == nullptr) {
+    // No group (any more): librdkafka answers NULL while the consumer closes. Transactions then
+    // commit without positions until the next assignment.
+    absl::MutexLock lock(&metadata_mu_);
+    group_metadata_.clear();
+    return;
+  }
   void* buffer = nullptr;
   size_t size = 0;
   absl::Status s = kafka::FromError(rd_kafka_consumer_group_metadata_write(md, &buffer, &size),
@@ -701,7 +708,7 @@ void ImportDataset::PublishMetrics() {
 }
 
 PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
-                   std::shared_ptr<const PeerAuthenticator> auth, kafka::Env* kafka,
+                   const std::shared_ptr<const PeerAuthenticator>& auth, kafka::Env* kafka,
                    core::Metrics* metrics)
     : config_(config), peer_(peer), kafka_(kafka), metrics_(metrics) {
   grpc::ChannelArguments args;
@@ -713,8 +720,7 @@ PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
               static_cast<int>(config.link.reconnect_backoff_max.count()));
   args.SetMaxReceiveMessageSize(256 << 20);
   args.SetMaxSendMessageSize(256 << 20);
-  channel_ =
-      grpc::CreateCustomChannel(peer.address, MakeChannelCredentials(std::move(auth), peer), args);
+  channel_ = grpc::CreateCustomChannel(peer.address, MakeChannelCredentials(auth, peer), args);
   link_up_ =
       metrics_->Gauge("uop_link_up", "1 while the peer answers our calls", {{"peer", peer.name}});
   offers_ =

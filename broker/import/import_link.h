@@ -141,7 +141,7 @@ class ImportDataset {
 class PeerLink {
  public:
   PeerLink(const NodeConfig& config, const PeerConfig& peer,
-           std::shared_ptr<const PeerAuthenticator> auth, kafka::Env* kafka,
+           const std::shared_ptr<const PeerAuthenticator>& auth, kafka::Env* kafka,
            core::Metrics* metrics);
   ~PeerLink();
   void Start();

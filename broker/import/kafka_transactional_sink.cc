@@ -90,8 +90,8 @@ absl::Status KafkaTransactionalSink::Produce(const OutRecord& out, std::string* 
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(rec.timestamp_ms()),
         RD_KAFKA_V_HEADERS(headers),
         // The origin offset rides in the opaque, for the delivery report.
-        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(
-            static_cast<intptr_t>(rec.offset()))),  // NOLINT(performance-no-int-to-ptr)
+        // NOLINTNEXTLINE(performance-no-int-to-ptr)
+        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<intptr_t>(rec.offset()))),
         RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();  // headers now owned by it
     rd_kafka_headers_destroy(headers);

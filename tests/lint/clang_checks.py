@@ -36,6 +36,8 @@ def main() -> int:
     mode.add_argument("--thread-safety", action="store_true")
     mode.add_argument("--tidy", action="store_true")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--dirs", nargs="+", default=list(OUR_DIRS),
+                    help="only sources under these directories (default: all of ours)")
     args = ap.parse_args()
     src = pathlib.Path(args.source).resolve()
     db = json.loads((pathlib.Path(args.build) / "compile_commands.json").read_text())
@@ -46,7 +48,7 @@ def main() -> int:
             rel = f.relative_to(src).as_posix()
         except ValueError:
             continue  # generated code (protobuf) lives in the build tree
-        if rel.startswith(OUR_DIRS) and f.suffix == ".cc":
+        if rel.startswith(tuple(d.rstrip("/") + "/" for d in args.dirs)) and f.suffix == ".cc":
             entries.append((rel, e))
     if not entries:
         print("no sources found in compile_commands.json", file=sys.stderr)
