@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcli11-dev libcpp-httplib-dev nlohmann-json3-dev libsimdjson-dev libboost-dev
   kcat curl python3 python3-pytest python3-grpcio python3-openssl procps clang-format clang-14 clang-tidy-14
-  libsimdjson-dev libmosquitto-dev mosquitto mosquitto-clients
+  libmosquitto-dev mosquitto mosquitto-clients python3-protobuf
 )
 if [[ "${1:-}" == "--kafka" ]]; then
   packages+=(openjdk-17-jdk-headless maven)
