@@ -9,7 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "connectors/sta/status_macros.h"
+#include "core/status_macros.h"
 #include "yaml-cpp/yaml.h"
 
 namespace uop::sta_bridge {

@@ -11,8 +11,8 @@
 #include "connectors/bridge/mqtt_batch.h"
 #include "connectors/sta/errors.h"
 #include "connectors/sta/json_text.h"
-#include "connectors/sta/status_macros.h"
 #include "core/log.h"
+#include "core/status_macros.h"
 
 namespace uop::sta_bridge {
 namespace {

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "connectors/sta/geojson.h"
 #include "connectors/sta/observation.h"
-#include "connectors/sta/status_macros.h"
+#include "core/status_macros.h"
 #include "simdjson.h"
 
 namespace uop::sta {

@@ -4,7 +4,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "connectors/sta/catalogue.h"
-#include "connectors/sta/status_macros.h"
+#include "core/status_macros.h"
 #include "simdjson.h"
 
 namespace uop::sta {

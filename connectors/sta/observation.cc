@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "connectors/sta/errors.h"
 #include "connectors/sta/geojson.h"
-#include "connectors/sta/status_macros.h"
+#include "core/status_macros.h"
 
 namespace uop::sta {
 namespace {

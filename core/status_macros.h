@@ -1,4 +1,5 @@
-// RETURN_IF_ERROR / ASSIGN_OR_RETURN for absl::Status, as used across uop-federation.
+// RETURN_IF_ERROR / ASSIGN_OR_RETURN for absl::Status, as used across uop-federation (policy/ keeps
+// its own copy: it uses nothing of ours).
 #pragma once
 
 #include "absl/status/status.h"
