@@ -72,36 +72,39 @@ absl::StatusOr<std::unique_ptr<RecordSource>> ConsumerPool::Open(
   partitions.reserve(starts.size());
   for (const PartitionStartOffset& s : starts) partitions.push_back(s.partition);
 
-  std::shared_ptr<Entry> entry;
-  {
+  // Claims the partitions on the peer's first consumer that reads none of them. Claimed before
+  // Start() so that a concurrent Open() for the same partitions picks another consumer, and so
+  // that Maintain() does not close this one meanwhile.
+  auto claim = [&]() -> std::shared_ptr<Entry> {
     absl::MutexLock lock(&state_->mu);
     for (const std::shared_ptr<Entry>& e : state_->entries) {
       if (e->peer != peer) continue;
       bool free = true;
       for (int32_t p : partitions) free = free && !e->reading.contains({topic, p});
-      if (free) {
-        entry = e;
-        break;
-      }
+      if (!free) continue;
+      for (int32_t p : partitions) e->reading.insert({topic, p});
+      ++e->sources;
+      return e;
     }
-    if (entry != nullptr) {
-      // Claimed before Start() so that a concurrent Open() for the same partitions picks
-      // another consumer, and so that Maintain() does not close this one meanwhile.
-      for (int32_t p : partitions) entry->reading.insert({topic, p});
-      ++entry->sources;
-    }
-  }
+    return nullptr;
+  };
+  std::shared_ptr<Entry> entry = claim();
   if (entry == nullptr) {
-    // Creating a Kafka client takes a while and needs no lock.
-    absl::StatusOr<std::unique_ptr<PartitionConsumer>> consumer = factory_(peer);
-    if (!consumer.ok()) return consumer.status();
-    entry = std::make_shared<Entry>();
-    entry->peer = peer;
-    entry->consumer = *std::move(consumer);
-    for (int32_t p : partitions) entry->reading.insert({topic, p});
-    entry->sources = 1;
-    absl::MutexLock lock(&state_->mu);
-    state_->entries.push_back(entry);
+    // One creation at a time, so that the first streams of a peer, set up at once, do not each
+    // create a consumer; then look again, another Open() may have created one meanwhile.
+    absl::MutexLock creating(&create_mu_);
+    entry = claim();
+    if (entry == nullptr) {
+      absl::StatusOr<std::unique_ptr<PartitionConsumer>> consumer = factory_(peer);
+      if (!consumer.ok()) return consumer.status();
+      entry = std::make_shared<Entry>();
+      entry->peer = peer;
+      entry->consumer = *std::move(consumer);
+      for (int32_t p : partitions) entry->reading.insert({topic, p});
+      entry->sources = 1;
+      absl::MutexLock lock(&state_->mu);
+      state_->entries.push_back(entry);
+    }
   }
   absl::StatusOr<std::unique_ptr<RecordSource>> inner =
       entry->consumer->Start(topic, starts, std::move(on_ready));

@@ -71,6 +71,7 @@ class ConsumerPool {
   struct State;
   class PooledSource;
   std::shared_ptr<State> state_;
+  absl::Mutex create_mu_;  // held while a consumer is created (not while one is started)
   Factory factory_;
   const absl::Duration idle_close_;
   const core::Clock* clock_;

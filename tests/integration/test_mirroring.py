@@ -61,6 +61,7 @@ def test_mirror_10000_records_exactly_once_and_metrics_agree(cluster: Cluster):
     assert hm.value("uop_export_records_total", **exp) == 10_000
     assert hm.value("uop_export_acked_records_total", **exp) == 10_000
     assert hm.value("uop_export_streams", peer="tallinn") == 3  # one per origin partition
+    assert hm.value("uop_export_kafka_consumers") == 1  # the three streams share one consumer
     # The admin endpoints answer, and both nodes stop cleanly.
     assert h.http_get("/healthz") == (200, "ok\n")
     assert t.http_get("/readyz") == (200, "ready\n")

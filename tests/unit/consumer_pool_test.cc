@@ -3,6 +3,10 @@
 // give their partitions back.
 #include "broker/export/consumer_pool.h"
 
+#include <atomic>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -20,6 +24,7 @@ struct Started {
 
 // Records what was started and stopped on it.
 struct Ledger {
+  absl::Mutex mu;  // the concurrency test starts sources from two threads
   int created = 0;
   int destroyed = 0;
   std::vector<Started> started;
@@ -55,6 +60,7 @@ class FakeConsumer final : public PartitionConsumer {
     }
     Started s{id_, topic, {}};
     for (const PartitionStartOffset& p : starts) s.partitions.push_back(p.partition);
+    absl::MutexLock lock(&ledger_->mu);
     ledger_->started.push_back(s);
     return std::make_unique<FakeSource>(ledger_, s);
   }
@@ -200,6 +206,31 @@ TEST_F(ConsumerPoolTest, FailedStartGivesThePartitionsBack) {
   b.reset();
   clock_.Advance(absl::Seconds(30));
   EXPECT_EQ(pool_.Maintain().size(), 1u);  // no source count leaked by the failure
+}
+
+TEST(ConsumerPoolConcurrencyTest, FirstStreamsOfAPeerSetUpAtOnceCreateOneConsumer) {
+  Ledger ledger;
+  core::ManualClock clock;
+  absl::Notification in_factory, release;
+  std::atomic<int> created{0};
+  ConsumerPool pool(
+      [&](const std::string&) -> absl::StatusOr<std::unique_ptr<PartitionConsumer>> {
+        if (created.fetch_add(1) == 0) {
+          in_factory.Notify();
+          release.WaitForNotification();
+        }
+        return std::make_unique<FakeConsumer>(&ledger, created.load());
+      },
+      absl::Seconds(30), &clock);
+  std::unique_ptr<RecordSource> a, b;
+  std::thread first([&] { a = *pool.Open("tallinn", "t1", {{0, -2}}, nullptr); });
+  in_factory.WaitForNotification();
+  std::thread second([&] { b = *pool.Open("tallinn", "t2", {{0, -2}}, nullptr); });
+  release.Notify();
+  first.join();
+  second.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(pool.consumers(), 1);
 }
 
 TEST_F(ConsumerPoolTest, FactoryErrorIsReturned) {
