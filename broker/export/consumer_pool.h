@@ -54,10 +54,9 @@ class ConsumerPool {
 
   // A source reading `starts` of `topic` for `peer`, on the peer's first consumer that reads
   // none of these partitions now (a new consumer if there is none).
-  absl::StatusOr<std::unique_ptr<RecordSource>> Open(const std::string& peer,
-                                                     const std::string& topic,
-                                                     const std::vector<PartitionStartOffset>& starts,
-                                                     std::function<void()> on_ready);
+  absl::StatusOr<std::unique_ptr<RecordSource>> Open(
+      const std::string& peer, const std::string& topic,
+      const std::vector<PartitionStartOffset>& starts, std::function<void()> on_ready);
 
   // Polls every consumer; takes the idle ones out of the pool and returns them: closing a
   // Kafka client blocks, so the caller frees them where blocking is fine.

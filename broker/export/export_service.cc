@@ -310,8 +310,8 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
 
   std::weak_ptr<ExportStream> weak = weak_from_this();
   core::ThreadPool* workers = &service_->workers_;
-  absl::StatusOr<std::unique_ptr<RecordSource>> source = service_->consumers_.Open(
-      *peer, topic, starts, [workers, weak] {
+  absl::StatusOr<std::unique_ptr<RecordSource>> source =
+      service_->consumers_.Open(*peer, topic, starts, [workers, weak] {
         // From a librdkafka thread: only hand over to a worker (which may free the stream).
         workers->Post([weak] {
           if (auto self = weak.lock()) self->Schedule();
@@ -363,10 +363,11 @@ ExportService::ExportService(const NodeConfig& config,
                         [kafka](const std::string& topic) { return kafka->PartitionCount(topic); },
                         kPartitionCountsMaxAge, core::Clock::Real()),
       consumers_(
-          [kafka, node = config.node](const std::string& peer)
-              -> absl::StatusOr<std::unique_ptr<PartitionConsumer>> {
+          [kafka, node = config.node](
+              const std::string& peer) -> absl::StatusOr<std::unique_ptr<PartitionConsumer>> {
             // The group names the peer, for kafka-consumer-groups; nothing reads its offsets.
-            return KafkaPartitionConsumer::Open(kafka, absl::StrCat("uop-export.", node, ".", peer));
+            return KafkaPartitionConsumer::Open(kafka,
+                                                absl::StrCat("uop-export.", node, ".", peer));
           },
           kIdleConsumerClose, core::Clock::Real()),
       consumers_gauge_(metrics->Gauge("uop_export_kafka_consumers",

@@ -20,11 +20,10 @@ void ToSourceRecord(const rd_kafka_message_t* m, SourceRecord* in) {
   rec.set_offset(m->offset);
   rd_kafka_timestamp_type_t ts_type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
   rec.set_timestamp_ms(rd_kafka_message_timestamp(m, &ts_type));
-  rec.set_timestamp_type(ts_type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME
-                             ? fed::TIMESTAMP_TYPE_LOG_APPEND_TIME
-                         : ts_type == RD_KAFKA_TIMESTAMP_CREATE_TIME
-                             ? fed::TIMESTAMP_TYPE_CREATE_TIME
-                             : fed::TIMESTAMP_TYPE_UNSPECIFIED);
+  rec.set_timestamp_type(
+      ts_type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? fed::TIMESTAMP_TYPE_LOG_APPEND_TIME
+      : ts_type == RD_KAFKA_TIMESTAMP_CREATE_TIME   ? fed::TIMESTAMP_TYPE_CREATE_TIME
+                                                    : fed::TIMESTAMP_TYPE_UNSPECIFIED);
   if (m->key != nullptr) rec.set_key(static_cast<const char*>(m->key), m->key_len);
   if (m->payload != nullptr) rec.set_value(static_cast<const char*>(m->payload), m->len);
   rd_kafka_headers_t* headers = nullptr;

@@ -27,7 +27,7 @@ inline constexpr int kReadAheadKiBPerStream = 2048;
 class KafkaPartitionConsumer final : public PartitionConsumer {
  public:
   static absl::StatusOr<std::unique_ptr<KafkaPartitionConsumer>> Open(kafka::Env* env,
-                                                                       const std::string& group_id);
+                                                                      const std::string& group_id);
   ~KafkaPartitionConsumer() override;
 
   absl::StatusOr<std::unique_ptr<RecordSource>> Start(
