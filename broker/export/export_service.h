@@ -65,7 +65,6 @@ class ExportService final : public uop::federation::v1::Federation::CallbackServ
   const NodeConfig& config_;
   std::shared_ptr<const PeerAuthenticator> auth_;
   PolicyProvider policies_;
-  kafka::Env* kafka_;
   core::Metrics* metrics_;
   std::atomic<bool> stopping_{false};
   PartitionCounts partition_counts_;  // ListOffers and Subscribe: one metadata request for all

@@ -182,9 +182,11 @@ absl::StatusOr<std::unique_ptr<KafkaPartitionConsumer>> KafkaPartitionConsumer::
        // the defaults (docs/librdkafka.md); the byte limit is the one that binds.
        {"queued.min.messages", "200000"},
        {"queued.max.messages.kbytes", std::to_string(kReadAheadKiBPerStream)},
-       // A fetch response stays in memory until its last record is read: keep one response
-       // (all partitions a broker leads for this consumer) well under the RSS budget.
-       {"fetch.max.bytes", std::to_string(8 << 20)},
+       // A fetch response stays in memory until its last record is read, and one response
+       // carries records for many streams: small responses keep a stream without credit from
+       // pinning megabytes that other streams' records arrived in.
+       {"fetch.max.bytes", std::to_string(2 << 20)},
+       {"max.partition.fetch.bytes", std::to_string(256 << 10)},
        // Latency: a broker answers a fetch as soon as it has data or after this wait.
        {"fetch.wait.max.ms", "10"}});
   if (!handle.ok()) return handle.status();

@@ -15,7 +15,7 @@ namespace uop::broker {
 
 // The read-ahead a stream's queue holds at most (librdkafka's queued.max.messages.kbytes, which
 // with a queue per stream bounds each stream's queue: docs/librdkafka.md).
-inline constexpr int kReadAheadKiBPerStream = 2048;
+inline constexpr int kReadAheadKiBPerStream = 1024;
 
 // One librdkafka consumer (group `group_id`, for monitoring commits only). Partitions are
 // started and stopped one by one with librdkafka's per-partition consume API
