@@ -144,6 +144,24 @@ absl::StatusOr<int> Env::PartitionCount(const std::string& topic) const {
   return result;
 }
 
+absl::StatusOr<std::map<std::string, int>> Env::AllPartitionCounts() const {
+  const struct rd_kafka_metadata* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(admin_.get(), /*all_topics=*/1, nullptr, &md, 10000);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(
+        absl::StrCat("kafka metadata at ", bootstrap_, ": ", rd_kafka_err2str(err)));
+  }
+  std::map<std::string, int> counts;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const struct rd_kafka_metadata_topic& t = md->topics[i];
+    if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0) {
+      counts[t.topic] = t.partition_cnt;
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return counts;
+}
+
 absl::Status Env::EnsureTopic(const std::string& topic, int partitions) {
   {
     absl::MutexLock lock(&mu_);

@@ -70,6 +70,10 @@ class Env {
   // Partition count of an existing topic; NotFound when it does not exist.
   absl::StatusOr<int> PartitionCount(const std::string& topic) const;
 
+  // Partition counts of every topic the cluster reports without an error, from one metadata
+  // request (one round trip however many topics there are).
+  absl::StatusOr<std::map<std::string, int>> AllPartitionCounts() const;
+
   // Creates `topic` with `partitions`; fine if it already exists with that count, an error
   // naming both counts if it exists with another.
   absl::Status EnsureTopic(const std::string& topic, int partitions);

@@ -1,6 +1,7 @@
 // Owner side on gRPC's callback API: authenticate, authorize by policy, then one reactor per
-// stream drives an ExportSession over a KafkaRecordSource. Reactor callbacks never block: Kafka
-// setup runs on the setup workers, reading and batch cutting on the export workers.
+// stream drives an ExportSession over a source on its peer's shared consumer (ConsumerPool).
+// Reactor callbacks never block: Kafka setup runs on the setup workers, reading and batch
+// cutting on the export workers.
 #include "broker/export/export_service.h"
 
 #include <vector>
@@ -8,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "broker/export/export_session.h"
-#include "broker/export/kafka_record_source.h"
+#include "broker/export/shared_consumer.h"
 #include "core/log.h"
 #include "core/provenance.h"
 
@@ -20,6 +21,11 @@ namespace {
 // Long enough for a receiver to read what is in flight; then a finished stream that gRPC still
 // holds (its peer stopped reading) is cancelled.
 constexpr absl::Duration kFinishGrace = absl::Seconds(5);
+// A receiver asks for its offers and then opens its streams, all within a second or two: they
+// share one metadata snapshot. A partition count that grows is seen this much later at most.
+constexpr absl::Duration kPartitionCountsMaxAge = absl::Seconds(2);
+// A peer's consumer that no stream uses is kept this long for the peer's reconnect, then closed.
+constexpr absl::Duration kIdleConsumerClose = absl::Seconds(30);
 }  // namespace
 
 // One Replicate stream. Owned by itself (self_) from Replicate() until OnDone, and by any task
@@ -67,7 +73,7 @@ class ExportStream final : public grpc::ServerBidiReactor<fed::ReceiverMessage, 
   std::string topic_ ABSL_GUARDED_BY(mu_);
   int partition_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<const policy::PolicySnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<KafkaRecordSource> source_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<RecordSource> source_ ABSL_GUARDED_BY(mu_);
   IdentityTransform transform_;
   std::unique_ptr<ExportSession> session_ ABSL_GUARDED_BY(mu_);
   fed::OwnerMessage write_msg_ ABSL_GUARDED_BY(mu_);
@@ -269,10 +275,10 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
     return absl::PermissionDeniedError(
         absl::StrCat("dataset '", topic, "' is not shared with peer '", *peer, "'"));
   }
-  absl::StatusOr<int> partition_count = service_->kafka_->PartitionCount(topic);
+  absl::StatusOr<int> partition_count = service_->partition_counts_.Count(topic);
   if (!partition_count.ok()) return partition_count.status();
 
-  std::vector<KafkaRecordSource::Start> starts;
+  std::vector<PartitionStartOffset> starts;
   std::vector<int32_t> partitions;
   if (sub.partitions().empty()) {
     for (int p = 0; p < *partition_count; ++p) starts.push_back({p, RD_KAFKA_OFFSET_BEGINNING});
@@ -282,7 +288,7 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
       return absl::InvalidArgumentError(
           absl::StrCat("partition ", start.partition(), " out of range 0..", *partition_count - 1));
     }
-    for (const KafkaRecordSource::Start& s : starts) {
+    for (const PartitionStartOffset& s : starts) {
       if (s.partition == start.partition()) {
         return absl::InvalidArgumentError(
             absl::StrCat("partition ", start.partition(), " listed twice"));
@@ -300,13 +306,12 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
     starts.push_back({start.partition(), offset});
   }
   partitions.reserve(starts.size());
-  for (const KafkaRecordSource::Start& s : starts) partitions.push_back(s.partition);
+  for (const PartitionStartOffset& s : starts) partitions.push_back(s.partition);
 
   std::weak_ptr<ExportStream> weak = weak_from_this();
   core::ThreadPool* workers = &service_->workers_;
-  absl::StatusOr<std::unique_ptr<KafkaRecordSource>> source = KafkaRecordSource::Open(
-      service_->kafka_, absl::StrCat("uop-export.", service_->config_.node, ".", *peer), topic,
-      starts, [workers, weak] {
+  absl::StatusOr<std::unique_ptr<RecordSource>> source =
+      service_->consumers_.Open(*peer, topic, starts, [workers, weak] {
         // From a librdkafka thread: only hand over to a worker (which may free the stream).
         workers->Post([weak] {
           if (auto self = weak.lock()) self->Schedule();
@@ -352,8 +357,20 @@ ExportService::ExportService(const NodeConfig& config,
     : config_(config),
       auth_(std::move(auth)),
       policies_(std::move(policies)),
-      kafka_(kafka),
       metrics_(metrics),
+      partition_counts_([kafka] { return kafka->AllPartitionCounts(); },
+                        [kafka](const std::string& topic) { return kafka->PartitionCount(topic); },
+                        kPartitionCountsMaxAge, core::Clock::Real()),
+      consumers_(
+          [kafka, node = config.node](
+              const std::string& peer) -> absl::StatusOr<std::unique_ptr<PartitionConsumer>> {
+            // The group names the peer, for kafka-consumer-groups; nothing reads its offsets.
+            return KafkaPartitionConsumer::Open(kafka,
+                                                absl::StrCat("uop-export.", node, ".", peer));
+          },
+          kIdleConsumerClose, core::Clock::Real()),
+      consumers_gauge_(metrics->Gauge("uop_export_kafka_consumers",
+                                      "Kafka consumers the owner reads exported datasets with")),
       workers_(config.link.export_workers),
       setup_workers_(2) {
   ticker_ = std::thread([this] {
@@ -401,8 +418,13 @@ void ExportService::Tick() {
     s->CancelIfStuck(now);
     s->Schedule();
   }
-  // The last reference to a stream may be here: hand it to a worker to free.
-  if (!streams.empty()) setup_workers_.Post([streams = std::move(streams)] {});
+  std::vector<std::shared_ptr<PartitionConsumer>> idle = consumers_.Maintain();
+  consumers_gauge_->Set(consumers_.consumers());
+  // The last reference to a stream may be here, and closing a consumer blocks: hand both to a
+  // worker to free.
+  if (!streams.empty() || !idle.empty()) {
+    setup_workers_.Post([streams = std::move(streams), idle = std::move(idle)] {});
+  }
 }
 
 void ExportService::Stop() {
@@ -461,13 +483,20 @@ grpc::ServerUnaryReactor* ExportService::ListOffers(grpc::CallbackServerContext*
     response->mutable_hello()->set_node(config_.node);
     response->mutable_hello()->set_protocol_version(kProtocolVersion);
     response->mutable_hello()->set_software(std::string(kSoftware));
-    for (const std::string& topic : snapshot->TopicsFor(*peer)) {
-      absl::StatusOr<int> partitions = kafka_->PartitionCount(topic);
-      if (!partitions.ok()) {
+    const std::vector<std::string> topics = snapshot->TopicsFor(*peer);
+    // One metadata request for all of them (or a snapshot of a moment ago), not one per topic.
+    absl::StatusOr<std::map<std::string, int>> counts = partition_counts_.ForTopics(topics);
+    for (const std::string& topic : topics) {
+      std::optional<int> partitions;
+      if (counts.ok()) {
+        if (auto it = counts->find(topic); it != counts->end()) partitions = it->second;
+      }
+      if (!partitions.has_value()) {
         log::Warn("offer_topic_unavailable",
                   {{"peer", *peer},
                    {"topic", topic},
-                   {"reason", std::string(partitions.status().message())}});
+                   {"reason", counts.ok() ? absl::StrCat("topic ", topic, " not found")
+                                          : std::string(counts.status().message())}});
         continue;
       }
       fed::DatasetOffer* offer = response->add_offers();

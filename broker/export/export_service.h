@@ -1,6 +1,7 @@
 // The owner side of federation: serves ListOffers and Replicate to authenticated peers on gRPC's
 // callback API. Each Replicate stream is a reactor around an ExportSession; a fixed pool of
-// workers reads Kafka and cuts batches, so threads do not grow with streams or partitions.
+// workers reads Kafka and cuts batches, and the streams of one peer share one Kafka consumer,
+// so threads and Kafka clients do not grow with streams or partitions.
 #pragma once
 
 #include <atomic>
@@ -14,6 +15,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "broker/config.h"
+#include "broker/export/consumer_pool.h"
+#include "broker/export/partition_counts.h"
 #include "broker/grpc_status.h"
 #include "broker/peer_identity.h"
 #include "core/metrics.h"
@@ -62,9 +65,11 @@ class ExportService final : public uop::federation::v1::Federation::CallbackServ
   const NodeConfig& config_;
   std::shared_ptr<const PeerAuthenticator> auth_;
   PolicyProvider policies_;
-  kafka::Env* kafka_;
   core::Metrics* metrics_;
   std::atomic<bool> stopping_{false};
+  PartitionCounts partition_counts_;  // ListOffers and Subscribe: one metadata request for all
+  ConsumerPool consumers_;            // the Kafka consumers the streams read through, per peer
+  core::MetricValue* consumers_gauge_;
   core::ThreadPool workers_;        // reading Kafka and cutting batches (export_workers)
   core::ThreadPool setup_workers_;  // calls that may block on Kafka: offers, subscribe, close
 

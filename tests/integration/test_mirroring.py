@@ -60,7 +60,8 @@ def test_mirror_10000_records_exactly_once_and_metrics_agree(cluster: Cluster):
     assert tm.value("uop_link_up", peer="helsinki") == 1
     assert hm.value("uop_export_records_total", **exp) == 10_000
     assert hm.value("uop_export_acked_records_total", **exp) == 10_000
-    assert hm.value("uop_export_streams", peer="tallinn") == 1  # one stream per dataset, all its partitions
+    assert hm.value("uop_export_streams", peer="tallinn") == 1  # one stream per dataset
+    assert hm.value("uop_export_kafka_consumers") == 1  # streams of a peer share one consumer
     # The admin endpoints answer, and both nodes stop cleanly.
     assert h.http_get("/healthz") == (200, "ok\n")
     assert t.http_get("/readyz") == (200, "ready\n")
