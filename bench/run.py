@@ -246,10 +246,12 @@ class Runner:
             raise BenchError(f"{name} failed (exit {r.returncode}): {r.stderr.strip()[-800:]}")
         return r.stdout
 
-    def start_cluster(self, name: str, directory: Path) -> tuple[str, int]:
+    def start_cluster(self, name: str, directory: Path,
+                      extra: list[str] | None = None) -> tuple[str, int]:
         self.clusters.append(directory)
         out = self.run(f"kafka-start-{directory.name}",
-                       [KAFKA_DIR / "kafka-cluster.sh", "start", name, directory], timeout=300)
+                       [KAFKA_DIR / "kafka-cluster.sh", "start", name, directory] + (extra or []),
+                       timeout=300)
         bootstrap = out.strip().splitlines()[-1]
         pid = int((directory / "pid").read_text().strip())
         self.sampler.track(pid, f"broker-{name}")
@@ -464,8 +466,9 @@ class MirrorMaker2(Contender):
 
     def launch(self, target_bootstrap: str, source_topic: str, tag: str) -> None:
         ctx = self.ctx
+        self.tag, self.proxy, self.proxy_stats = tag, None, None
         text = MM2_TEMPLATE.read_text()
-        text = (text.replace("@HELSINKI_BOOTSTRAP@", ctx.helsinki)
+        text = (text.replace("@HELSINKI_BOOTSTRAP@", self.source_bootstrap())
                 .replace("@TALLINN_BOOTSTRAP@", target_bootstrap)
                 .replace("@TOPIC@", source_topic.replace(".", "\\\\.")))
         props = ctx.work / f"mm2-{tag}.properties"
@@ -476,6 +479,9 @@ class MirrorMaker2(Contender):
         self.procs = [ctx.runner.start(
             self.log_name, [KAFKA_DIR / "kafka-tool.sh", "org.apache.kafka.connect.mirror.MirrorMaker",
                             props, "--clusters", "tallinn"], env=env, role="contender")]
+
+    def source_bootstrap(self) -> str:
+        return self.ctx.helsinki
 
     def settings(self) -> dict:
         lines = [l.strip() for l in MM2_TEMPLATE.read_text().splitlines()
@@ -494,6 +500,7 @@ class Uopd(Contender):
 
     def launch(self, target_bootstrap: str, source_topic: str, tag: str) -> None:
         ctx = self.ctx
+        self.tag, self.proxy, self.proxy_stats = tag, None, None
         base = ctx.work / f"uopd-{tag}"
         base.mkdir(parents=True, exist_ok=True)
         pki = ctx.pki
@@ -538,7 +545,12 @@ class Uopd(Contender):
                 return ready.exists() and json.loads(ready.read_text())
             info = wait_for(started, 60, f"uopd {city} to start")
             self.admin[city] = info["admin"]
-            owner_address = owner_address or info["federation"]
+            if owner_address is None:
+                owner_address = self.owner_address_for_receiver(info["federation"])
+
+    def owner_address_for_receiver(self, owner_address: str) -> str:
+        """Where tallinn dials helsinki (UopdDelayed puts the delay line in between)."""
+        return owner_address
 
     def metrics(self) -> dict[str, float]:
         return http_metrics(self.admin["tallinn"])
@@ -566,6 +578,108 @@ class Uopd(Contender):
                 "kafka.properties": self.ctx.uopd_kafka or {}, "env": self.ctx.uopd_env or {}}
 
 
+# ---------------------------------------------------------------- the long link -------------
+
+def free_port() -> int:
+    """A loopback port nobody holds right now (bind 0, close). The caller binds it soon after;
+    another process could take it in between, which the proxy reports as a bind failure."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DelayProxy:
+    """bench/delay_proxy in front of `upstream`: every byte forwarded --delay-ms after it
+    arrived, both ways, no bandwidth cap. Its statistics (bytes, CPU, lateness) are read when
+    it stops."""
+
+    def __init__(self, ctx: "Context", name: str, upstream: str, listen: str = "127.0.0.1:0"):
+        self.ctx = ctx
+        self.name = name
+        ready = ctx.work / f"{name}.ready.json"
+        ready.unlink(missing_ok=True)
+        self.out_path = ctx.work / f"{name}.json"
+        self.out = open(self.out_path, "w")
+        # nice -10: the proxy stands for the network, so other users of the shared machine
+        # should delay it as little as possible (its CPU is tiny); without the privilege,
+        # nice warns and runs it at normal priority.
+        self.p = ctx.runner.start(name, ["nice", "-n", "-10", ctx.bin_dir / "delay_proxy",
+                                         "--listen", listen,
+                                         "--upstream", upstream, "--delay-ms", ctx.args.delay_ms,
+                                         "--ready-file", ready], stdout=self.out, role="proxy")
+
+        def up():
+            if self.p.poll() is not None:
+                raise BenchError(f"delay_proxy {name} exited with {self.p.returncode}; see "
+                                 f"{ctx.work}/{name}.log")
+            return ready.exists() and json.loads(ready.read_text())
+        self.address = wait_for(up, 20, f"delay_proxy {name}")["listen"]
+        self.stats: dict = {}
+
+    def stop(self) -> dict:
+        if self.p is not None:
+            self.ctx.runner.stop(self.p, timeout=10)
+            self.p = None
+            self.out.close()
+            text = self.out_path.read_text().strip()
+            self.stats = json.loads(text.splitlines()[-1]) if text else {}
+        return self.stats
+
+
+class UopdDelayed(Uopd):
+    """uopd with the gRPC link (tallinn pulling from helsinki) through the delay proxy; each
+    node still talks to its own Kafka cluster directly, as across a border."""
+    name = "uopd-delay"
+
+    @property
+    def label(self) -> str:
+        return f"uopd helsinki → tallinn, link through the {self.ctx.args.delay_ms:g} ms delay line"
+
+    def owner_address_for_receiver(self, owner_address: str) -> str:
+        self.proxy = DelayProxy(self.ctx, f"proxy-{self.tag}", owner_address)
+        return self.proxy.address
+
+    def stop(self) -> None:
+        super().stop()
+        proxy = getattr(self, "proxy", None)
+        if proxy:
+            self.proxy_stats = proxy.stop()
+
+
+class MirrorMaker2Delayed(MirrorMaker2):
+    """MirrorMaker 2 as its users deploy it: at the target (tallinn), its consumers reading the
+    source cluster across the delay line (helsinki's DELAYED listener advertises the proxy, so
+    every broker connection goes through it); its producers write tallinn directly."""
+    name = "mm2-delay"
+
+    @property
+    def label(self) -> str:
+        return (f"MirrorMaker 2 at tallinn, consuming helsinki through the "
+                f"{self.ctx.args.delay_ms:g} ms delay line")
+
+    def source_bootstrap(self) -> str:
+        ctx = self.ctx
+        self.proxy = DelayProxy(ctx, f"proxy-{self.tag}",
+                                f"127.0.0.1:{ctx.helsinki_delayed_upstream}",
+                                listen=f"127.0.0.1:{ctx.helsinki_delayed_port}")
+        return self.proxy.address
+
+    def stop(self) -> None:
+        super().stop()
+        proxy = getattr(self, "proxy", None)
+        if proxy:
+            self.proxy_stats = proxy.stop()
+
+
+def proxy_loopback_bench(ctx: "Context") -> dict:
+    """The proxy's own ceiling on this machine: MB through it on loopback, and its CPU."""
+    out = ctx.runner.run("delay-proxy-loopback-bench",
+                         [ctx.bin_dir / "delay_proxy", "--loopback-bench",
+                          ctx.args.proxy_bench_mb, "--delay-ms", ctx.args.delay_ms], timeout=300)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 # ---------------------------------------------------------------- the benchmark ------------
 
 class Context:
@@ -577,6 +691,10 @@ class Context:
         self.bin_dir = Path(args.bin).resolve()
         self.helsinki = ""
         self.helsinki_pid = 0
+        # The delayed listener of helsinki (--delay-ms): the proxy's port it advertises, and
+        # the port it really listens on (the proxy's upstream).
+        self.helsinki_delayed_port = 0
+        self.helsinki_delayed_upstream = 0
         self.pki = work / "pki"
         self.uopd_link = dict(kv.split("=", 1) for kv in args.uopd_link)
         self.uopd_kafka = dict(kv.split("=", 1) for kv in args.uopd_kafka)
@@ -689,8 +807,12 @@ def throughput_attempt(ctx: Context, contender: Contender, attempt: int) -> dict
             p.wait(timeout=120)
         _, total, t_first = watcher.state()
         memory = contender.memory()
-        cpu = window.close({"contender": [p.pid for p in contender.procs],
-                            "broker_source": [ctx.helsinki_pid], "broker_target": [broker_pid]})
+        groups = {"contender": [p.pid for p in contender.procs],
+                  "broker_source": [ctx.helsinki_pid], "broker_target": [broker_pid]}
+        proxy = getattr(contender, "proxy", None)
+        if proxy is not None and proxy.p is not None:
+            groups["proxy"] = [proxy.p.pid]
+        cpu = window.close(groups)
         result = {"attempt": attempt, "target_topic": target, "launched_unix": round(launched, 3),
                   "first_record_unix": t_first, "last_record_unix": t_last,
                   "from_start_s": round(t_last - t0, 3),
@@ -715,6 +837,8 @@ def throughput_attempt(ctx: Context, contender: Contender, attempt: int) -> dict
             result["mm2_errors"] = contender.log_errors()
         # Everything is in: stop the contender before verifying (no more CPU use).
         contender.stop()
+        if getattr(contender, "proxy_stats", None):
+            result["delay_proxy"] = contender.proxy_stats
         if isinstance(contender, RawPipe):
             result["raw_pipe_self_report"] = contender.self_report()
             hwm = result["raw_pipe_self_report"].get("vm_hwm_kib", -1)
@@ -890,6 +1014,111 @@ def fmt_ratio(x):
     return f"{x:.2f}×" if x is not None else "–"
 
 
+LONG_LINK_PAIRS = (("uopd", "uopd-delay"), ("mm2", "mm2-delay"))
+
+
+def long_link_section(ctx: Context, results: dict, targets: list[dict]) -> list[str]:
+    """The --delay-ms rows: each contender on loopback and across the delay line, side by side
+    with its own loopback figure, the raw pipe and the other contender (same run). Appends the
+    long-link targets to `targets` and the rows to results["long_link"]."""
+    args = ctx.args
+    tp = results["throughput"]
+    if not any(d in tp for _, d in LONG_LINK_PAIRS):
+        return []
+    d = args.delay_ms
+    mb = args.record_bytes / 1e6
+    raw = tp.get("raw", {}).get("records_per_s")
+    rows = []
+    labels = {"raw": RawPipe.label, "uopd": Uopd.label, "mm2": MirrorMaker2.label,
+              "uopd-delay": f"uopd, gRPC link through the {d:g} ms delay line",
+              "mm2-delay": f"MirrorMaker 2 at tallinn, consuming helsinki through the {d:g} ms "
+                           f"delay line"}
+    for key in ("raw", "uopd", "uopd-delay", "mm2", "mm2-delay"):
+        t = tp.get(key)
+        if t is None:
+            continue
+        row = {"contender": key, "label": labels[key]}
+        if "error" in t:
+            row["error"] = t["error"]
+            rows.append(row)
+            continue
+        r = t.get("records_per_s")
+        loop_key = key.removesuffix("-delay")
+        loop = tp.get(loop_key, {}).get("records_per_s") if key != loop_key else None
+        proxy = t.get("delay_proxy") or {}
+        wall = t.get("cpu", {}).get("wall_s") or 0
+        row.update({
+            "records_per_s": r, "mb_per_s": round(r * mb, 1) if r else None,
+            "vs_own_loopback": round(r / loop, 3) if r and loop else None,
+            "vs_raw": round(r / raw, 3) if r and raw else None,
+            "records_per_s_from_start": t.get("records_per_s_from_start"),
+            "startup_s": t.get("startup_s"),
+            "cpu_us_per_record": {k: round(t["cpu"].get(f"{k}_cpu_s", 0) * 1e6 / args.records, 1)
+                                  for k in ("contender", "broker_source", "broker_target")},
+            "proxy_cpu_cores": round(t["cpu"].get("proxy_cpu_s", 0) / wall, 3) if proxy and wall else None,
+            "proxy": proxy, "foreign_cores": t["cpu"].get("foreign_cores"),
+            "rounds": [x.get("records_per_s") for x in t.get("rounds", [])],
+            "uopd_metrics": t.get("uopd_metrics")})
+        rows.append(row)
+    results["long_link"] = {"delay_ms_each_way": d, "rows": rows,
+                            "proxy_loopback_bench": results.get("proxy_loopback_bench")}
+    by = {r["contender"]: r for r in rows}
+    ud, md2 = by.get("uopd-delay", {}), by.get("mm2-delay", {})
+    if ud.get("vs_own_loopback") is not None:
+        targets.append({"target": f"uopd across {d:g} ms each way ≥ 0.8× its loopback records/s",
+                        "value": f"{ud['vs_own_loopback']:.2f}×",
+                        "pass": ud["vs_own_loopback"] >= 0.8})
+    if ud.get("records_per_s") and md2.get("records_per_s"):
+        x = ud["records_per_s"] / md2["records_per_s"]
+        targets.append({"target": f"uopd across {d:g} ms ≥ 2× MirrorMaker 2 across {d:g} ms",
+                        "value": f"{x:.2f}×", "pass": x >= 2.0})
+    out = [f"## Long link: {d:g} ms each way ({2 * d:g} ms round trip)", ""]
+    out.append(f"`bench/delay_proxy` forwards every byte {d:g} ms after it arrived, both ways, no "
+               f"bandwidth cap. uopd: tallinn dials helsinki's federation port through it (each "
+               f"node reaches its own Kafka directly). MirrorMaker 2: runs at tallinn as its "
+               f"users deploy it; its consumers (and its offset-sync producer) reach helsinki "
+               f"through it: helsinki's `DELAYED` listener advertises the proxy's address, so "
+               f"every broker connection goes through the line. Same data, same fresh "
+               f"target cluster per run as the table above.")
+    out.append("")
+    out.append("| contender | records/s (first→last) | MB/s | × own loopback | × raw pipe "
+               "| records/s (from start) | start-up s | CPU µs/record: mirror / source broker / "
+               "target broker | proxy: MB/s peak (1 s), CPU cores, late mean / max ms "
+               "| foreign cores |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['label']} | failed: {r['error']} |||||||||")
+            continue
+        p = r["proxy"]
+        ptxt = (f"{p.get('peak_mb_per_s_1s')}, {r['proxy_cpu_cores']}, "
+                f"{p.get('lateness_mean_ms')} / {p.get('lateness_max_ms')}" if p else "–")
+        cpu = " / ".join(str(v) for v in r["cpu_us_per_record"].values())
+        out.append(f"| {r['label']} | {r['records_per_s']:,} | {r['mb_per_s']} "
+                   f"| {fmt_ratio(r['vs_own_loopback'])} | {fmt_ratio(r['vs_raw'])} "
+                   f"| {r['records_per_s_from_start']:,} | {r['startup_s']} | {cpu} | {ptxt} "
+                   f"| {r['foreign_cores']} |")
+    out.append("")
+    for r in rows:
+        rounds = [x for x in r.get("rounds") or [] if x]
+        if len(rounds) > 1:
+            out.append(f"- {r['contender']}: rounds, records/s first→last: "
+                       f"{', '.join(f'{x:,}' for x in rounds)} (median in the table)")
+    b = results.get("proxy_loopback_bench")
+    if b:
+        out.append(f"- The proxy alone on loopback (`delay_proxy --loopback-bench "
+                   f"{args.proxy_bench_mb} --delay-ms {d:g}`, both directions at once, as fast as the "
+                   f"sender and the sink go): {b['mb_per_s_each_way']} MB/s each way "
+                   f"({b['mb_per_s_both_ways']} MB/s both), {b['proxy_cpu_s_per_gb']} CPU s per "
+                   f"GB forwarded; bytes intact: {b['intact']}. (Its lateness there, mean "
+                   f"{b['proxy']['lateness_mean_ms']} ms, is queueing behind a saturated sink; "
+                   f"the lateness in the table is the one under the mirrors' load.)")
+    out.append(f"- uopd link settings: {ctx.uopd_link or 'defaults (broker/config.h)'}; sizing "
+               f"rule in docs/configuration.md (`link.window_bytes`).")
+    out.append("")
+    return out
+
+
 def build_report(ctx: Context, results: dict) -> tuple[dict, str]:
     args = ctx.args
     mb = args.record_bytes / 1e6
@@ -992,6 +1221,7 @@ def build_report(ctx: Context, results: dict) -> tuple[dict, str]:
         md.append("|---|---:|---:|---:|---:|---:|---:|")
         md.extend(extra_rows)
         md.append("")
+    md.extend(long_link_section(ctx, results, targets))
     md.append("## Targets")
     md.append("")
     for t in targets:
@@ -1037,6 +1267,8 @@ def build_report(ctx: Context, results: dict) -> tuple[dict, str]:
                       f"over {l.get('payload_checked')} checked")
     report = {"meta": results["meta"], "config": results["config"], "rows": rows,
               "targets": targets, "throughput": tp, "latency": lat, "latency_rate": rate}
+    if results.get("long_link"):
+        report["long_link"] = results["long_link"]
     return report, "\n".join(md) + "\n"
 
 
@@ -1057,6 +1289,15 @@ def print_table(report: dict) -> None:
         print(f"{r['contender']:<12} {r['records_per_s']:>11,} {r['mb_per_s']:>6} "
               f"{fmt_ratio(r['vs_raw']):>6} {r['records_per_s_from_start']:>11,} "
               f"{fmt_ratio(r['vs_raw_from_start']):>6} {p50:>6} {p99:>6}  {rss}")
+    ll = report.get("long_link")
+    if ll:
+        print(f"\nlong link, {ll['delay_ms_each_way']:g} ms each way:")
+        for r in ll["rows"]:
+            if "error" in r:
+                print(f"{r['contender']:<12} failed: {r['error']}")
+                continue
+            print(f"{r['contender']:<12} {r['records_per_s']:>11,} {r['mb_per_s']:>6} "
+                  f"×loopback {fmt_ratio(r['vs_own_loopback']):>6} ×raw {fmt_ratio(r['vs_raw']):>6}")
     print()
     for t in report["targets"]:
         print(f"{'PASS' if t['pass'] else 'MISS'}  {t['target']}: {t['value']}")
@@ -1105,8 +1346,9 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=2_000_000)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--record-bytes", type=int, default=300)
-    ap.add_argument("--contenders", default="raw,uopd,mm2",
-                    help="comma-separated, run in this order (uopd's rate sets the latency rate)")
+    ap.add_argument("--contenders", default="",
+                    help="comma-separated, run in this order (uopd's rate sets the latency rate); "
+                         "default raw,uopd,mm2, with --delay-ms raw,uopd,uopd-delay,mm2,mm2-delay")
     ap.add_argument("--latency-seconds", type=int, default=30)
     ap.add_argument("--latency-warmup", type=int, default=10, help="seconds of warm-up traffic")
     ap.add_argument("--latency-rate", type=int, default=0,
@@ -1129,6 +1371,12 @@ def main() -> int:
     ap.add_argument("--uopd-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment variable for both uopd processes (repeatable)")
     ap.add_argument("--mm2-heap", default="-Xmx1g")
+    ap.add_argument("--delay-ms", type=float, default=0,
+                    help="also measure uopd and MirrorMaker 2 across a delay-line proxy that "
+                         "forwards every byte this many ms after it arrived (each way): adds "
+                         "the uopd-delay and mm2-delay contenders")
+    ap.add_argument("--proxy-bench-mb", type=int, default=2000,
+                    help="MB each way for the proxy's own loopback measurement (--delay-ms)")
     ap.add_argument("--perf", action="store_true",
                     help="profile the uopd nodes with perf during their throughput run "
                          "(diagnostics; perf data in the work directory)")
@@ -1137,9 +1385,17 @@ def main() -> int:
     ap.add_argument("--keep-data", action="store_true", help="keep the clusters' data")
     ap.add_argument("--results", default=str(RESULTS_DIR))
     args = ap.parse_args()
+    if not args.contenders:
+        args.contenders = ("raw,uopd,uopd-delay,mm2,mm2-delay" if args.delay_ms > 0
+                           else "raw,uopd,mm2")
+    if any(c.strip().endswith("-delay") for c in args.contenders.split(",")) and args.delay_ms <= 0:
+        ap.error("the -delay contenders need --delay-ms")
 
     bin_dir = Path(args.bin)
-    for tool in ("raw_pipe", "latency_probe", "load_gen", "topic_watch", "uopd", "uopctl"):
+    tools = ["raw_pipe", "latency_probe", "load_gen", "topic_watch", "uopd", "uopctl"]
+    if args.delay_ms > 0:
+        tools.append("delay_proxy")
+    for tool in tools:
         if not (bin_dir / tool).is_file():
             print(f"bench: {bin_dir / tool} missing; build first (bench/run.sh does)", file=sys.stderr)
             return 2
@@ -1153,7 +1409,7 @@ def main() -> int:
     # break) what is measured.
     (work / "bin").mkdir(exist_ok=True)
     binaries = {}
-    for tool in ("raw_pipe", "latency_probe", "load_gen", "topic_watch", "uopd", "uopctl"):
+    for tool in tools:
         shutil.copy2(bin_dir / tool, work / "bin" / tool)
         binaries[tool] = dt.datetime.fromtimestamp((bin_dir / tool).stat().st_mtime).isoformat(
             timespec="seconds")
@@ -1171,14 +1427,29 @@ def main() -> int:
     results["config"] = {k: v for k, v in vars(args).items()}
     results["config"]["source_topic"] = SOURCE_TOPIC
     results["meta"]["binaries_built"] = binaries
-    contenders = {"raw": RawPipe(ctx), "uopd": Uopd(ctx), "mm2": MirrorMaker2(ctx)}
+    contenders = {"raw": RawPipe(ctx), "uopd": Uopd(ctx), "mm2": MirrorMaker2(ctx),
+                  "uopd-delay": UopdDelayed(ctx), "mm2-delay": MirrorMaker2Delayed(ctx)}
     order = [c.strip() for c in args.contenders.split(",") if c.strip()]
     results["config"]["settings"] = {n: contenders[n].settings() for n in order}
     try:
         subprocess.run([str(ROOT / "deploy/pki/make-pki.sh"), str(ctx.pki)], check=True,
                        stdout=subprocess.DEVNULL, timeout=120)
         log("starting the helsinki (source) cluster")
-        ctx.helsinki, ctx.helsinki_pid = runner.start_cluster("helsinki", work / "kafka-helsinki")
+        extra = []
+        if args.delay_ms > 0:
+            # A second listener whose advertised address is the delay proxy's (started per
+            # MirrorMaker 2 run on that port, forwarding to the listener's real port).
+            ctx.helsinki_delayed_port = free_port()
+            extra = ["--extra-listener", f"DELAYED=127.0.0.1:{ctx.helsinki_delayed_port}"]
+        ctx.helsinki, ctx.helsinki_pid = runner.start_cluster("helsinki", work / "kafka-helsinki",
+                                                              extra)
+        if args.delay_ms > 0:
+            ctx.helsinki_delayed_upstream = int(
+                (work / "kafka-helsinki" / "listener.DELAYED").read_text().strip())
+            log(f"delay line: the proxy alone, {args.proxy_bench_mb} MB each way on loopback")
+            results["proxy_loopback_bench"] = proxy_loopback_bench(ctx)
+            log(f"delay line: {results['proxy_loopback_bench']['mb_per_s_each_way']} MB/s each "
+                f"way, {results['proxy_loopback_bench']['proxy_cpu_s_per_gb']} CPU s/GB")
         create_topic(runner, ctx.helsinki, SOURCE_TOPIC, args.partitions)
         create_topic(runner, ctx.helsinki, WARM_TOPIC, args.partitions)
         log(f"loading {args.records:,} records of {args.record_bytes} B into {SOURCE_TOPIC}")
@@ -1223,7 +1494,8 @@ def main() -> int:
                     rate = int(u["records_per_s"] / 2)
             if rate:
                 results["latency_rate"] = rate
-                results["latency"] = measure_latency(ctx, [contenders[n] for n in order], rate)
+                results["latency"] = measure_latency(
+                    ctx, [contenders[n] for n in order if not n.endswith("-delay")], rate)
             else:
                 log("no uopd rate measured and no --latency-rate: latency runs skipped")
     except KeyboardInterrupt:

@@ -10,6 +10,6 @@ if [[ ! -f "$build/build.ninja" ]]; then
 fi
 # Another build in the same tree (a colleague's ninja) must finish first.
 while pgrep -x ninja >/dev/null; do sleep 5; done
-ninja -C "$build" -j2 uopd uopctl raw_pipe latency_probe load_gen topic_watch
+ninja -C "$build" -j2 uopd uopctl raw_pipe latency_probe load_gen topic_watch delay_proxy
 "$root/deploy/kafka/fetch-kafka.sh" >/dev/null
 exec python3 "$root/bench/run.py" --bin "$build/bin" "$@"

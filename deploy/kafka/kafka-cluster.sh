@@ -3,11 +3,16 @@
 # loopback, for integration tests, fault tests and benchmarks. Jars: fetch-kafka.sh.
 #
 #   kafka-cluster.sh start NAME DIR [--port-file FILE] [--prop KEY=VALUE]...
+#                    [--extra-listener LNAME=HOST:PORT]...
 #       New cluster in DIR (its data/ and logs/ are wiped first): free ports picked now,
 #       storage formatted with a random cluster id, broker started in the background.
 #       Prints the bootstrap address (127.0.0.1:PORT) on stdout once the broker answers
 #       metadata requests; FILE (if given) gets the broker port number alone.
 #       --prop adds/overrides server.properties lines (e.g. --prop log.segment.bytes=1048576).
+#       --extra-listener adds a PLAINTEXT listener LNAME (upper case) on a free loopback port
+#       that advertises HOST:PORT instead of itself: clients that bootstrap through a proxy
+#       at HOST:PORT (bench/delay_proxy, forwarding to that free port) keep using the proxy
+#       for every broker connection. The free port is written to DIR/listener.LNAME.
 #   kafka-cluster.sh restart DIR   stop, then start again with the same ports, id and data.
 #   kafka-cluster.sh stop DIR      SIGTERM, up to 30 s, then SIGKILL. Keeps data/ and logs/.
 #   kafka-cluster.sh status DIR    prints "running PID BOOTSTRAP" (exit 0) or "stopped" (exit 1).
@@ -31,14 +36,15 @@ usage() {
   exit 2
 }
 
-# Two distinct free loopback ports (broker, controller): bind port 0 on both sockets at once
-# so the kernel cannot hand out the same one twice. Another process may still take a port
-# before Kafka binds it; start() retries with new ports when that happens.
+# N (default 2: broker, controller, then one per extra listener) distinct free loopback
+# ports: bind port 0 on all sockets at once so the kernel cannot hand out the same one twice.
+# Another process may still take a port before Kafka binds it; start() retries with new
+# ports when that happens.
 free_ports() {
-  python3 - "$HOST" <<'PY'
+  python3 - "$HOST" "${1:-2}" <<'PY'
 import socket, sys
 socks = []
-for _ in range(2):
+for _ in range(int(sys.argv[2])):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((sys.argv[1], 0))
     socks.append(s)
@@ -64,9 +70,22 @@ running_pid() {
   printf '%s\n' "$pid"
 }
 
+# Extra listeners for write_config: "LNAME ADVERTISED_HOST:PORT BIND_PORT" per element.
+EXTRA_LISTENERS=()
+
 write_config() {
   local dir="$1" bport="$2" cport="$3"
   shift 3
+  local listeners="PLAINTEXT://$HOST:$bport,CONTROLLER://$HOST:$cport"
+  local advertised="PLAINTEXT://$HOST:$bport,CONTROLLER://$HOST:$cport"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" entry lname adv lport
+  for entry in "${EXTRA_LISTENERS[@]+"${EXTRA_LISTENERS[@]}"}"; do
+    read -r lname adv lport <<<"$entry"
+    listeners+=",$lname://$HOST:$lport"
+    advertised+=",$lname://$adv"
+    protocols+=",$lname:PLAINTEXT"
+    printf '%s\n' "$lport" >"$dir/listener.$lname"
+  done
   # Settings for one node doing everything on a 2-core box: every internal topic has
   # replication factor 1 / min ISR 1 (there is no second replica), few partitions and threads.
   cat >"$dir/server.properties" <<EOF
@@ -74,9 +93,9 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$HOST:$cport
-listeners=PLAINTEXT://$HOST:$bport,CONTROLLER://$HOST:$cport
-advertised.listeners=PLAINTEXT://$HOST:$bport,CONTROLLER://$HOST:$cport
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocols
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
@@ -273,11 +292,18 @@ cmd_start() {
   local name="$1" dir port_file="" attempt rc ports pid
   dir="$(abs_dir "$2")"
   shift 2
-  local -a props=()
+  local -a props=() extras=()
   while (($#)); do
     case "$1" in
       --port-file) (($# >= 2)) || usage; port_file="$2"; shift 2 ;;
       --prop) (($# >= 2)) || usage; props+=("$2"); shift 2 ;;
+      --extra-listener)
+        (($# >= 2)) || usage
+        [[ "$2" =~ ^[A-Z][A-Z0-9_]*=[^=:]+:[0-9]+$ && "${2%%=*}" != PLAINTEXT && "${2%%=*}" != CONTROLLER ]] ||
+          kafka_die "--extra-listener wants LNAME=HOST:PORT (LNAME upper case, not PLAINTEXT or CONTROLLER), not '$2'"
+        extras+=("$2")
+        shift 2
+        ;;
       *) usage ;;
     esac
   done
@@ -291,8 +317,16 @@ cmd_start() {
     # A fresh cluster each time: old data would carry the previous cluster id and ports.
     rm -rf "$dir/data" "$dir/logs" "$dir/bootstrap"
     mkdir -p "$dir/data" "$dir/logs"
-    ports="$(free_ports)"
+    rm -f "$dir"/listener.*
+    local -a all_ports
+    read -r -a all_ports <<<"$(free_ports $((2 + ${#extras[@]})))"
+    ports="${all_ports[0]} ${all_ports[1]}"
     printf '%s\n' "$ports" >"$dir/ports"
+    EXTRA_LISTENERS=()
+    local i
+    for ((i = 0; i < ${#extras[@]}; i++)); do
+      EXTRA_LISTENERS+=("${extras[i]%%=*} ${extras[i]#*=} ${all_ports[i + 2]}")
+    done
     # shellcheck disable=SC2086 # two words on purpose: broker port, controller port
     write_config "$dir" $ports "${props[@]+"${props[@]}"}"
     format_storage "$dir"
