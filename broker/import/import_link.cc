@@ -751,30 +751,24 @@ void PeerLink::RunOffers() {
       link_up_->Set(1);
       offers_->Set(response.offers_size());
       backoff.Reset();
-      std::map<std::string, int> topics;  // of offers we have no dataset for yet
-      {
-        absl::MutexLock lock(&mu_);
-        for (const fed::DatasetOffer& offer : response.offers()) {
-          if (datasets_.contains(offer.topic())) continue;
-          // Our topics, with the origin's partitioning (origin partition p is mirror
-          // partition p).
-          topics[core::MirrorTopicName(peer_.name, offer.topic())] = offer.partitions();
-          topics[core::DeadLetterTopicName(peer_.name, offer.topic())] = offer.partitions();
-        }
-      }
-      const std::map<std::string, absl::Status> ensured =
-          topics.empty() ? std::map<std::string, absl::Status>() : kafka_->EnsureTopics(topics);
+      std::set<std::string> offered;
       for (const fed::DatasetOffer& offer : response.offers()) {
-        const std::string mirror = core::MirrorTopicName(peer_.name, offer.topic());
-        const std::string deadletter = core::DeadLetterTopicName(peer_.name, offer.topic());
-        if (!topics.contains(mirror)) continue;
-        absl::Status s = ensured.at(mirror);
-        if (s.ok()) s = ensured.at(deadletter);
+        offered.insert(offer.topic());
+        {
+          absl::MutexLock lock(&mu_);
+          if (datasets_.contains(offer.topic())) continue;
+        }
+        // Our topics, with the origin's partitioning (origin partition p is mirror partition p).
+        absl::Status s = kafka_->EnsureTopic(core::MirrorTopicName(peer_.name, offer.topic()),
+                                             offer.partitions());
+        if (s.ok()) {
+          s = kafka_->EnsureTopic(core::DeadLetterTopicName(peer_.name, offer.topic()),
+                                  offer.partitions());
+        }
         if (!s.ok()) {
-          log::Warn("import_topic_unavailable",
-                    {{"peer", peer_.name},
-                     {"topic", offer.topic()},
-                     {"reason", std::string(s.message())}});
+          log::Warn("import_topic_unavailable", {{"peer", peer_.name},
+                                                 {"topic", offer.topic()},
+                                                 {"reason", std::string(s.message())}});
           continue;  // tried again with the next offers
         }
         const core::Labels labels = {{"peer", peer_.name}, {"topic", offer.topic()}};
