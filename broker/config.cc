@@ -1,11 +1,16 @@
 // YAML node config parsing: every error names the file, line, column and key.
 #include "broker/config.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -104,10 +109,26 @@ class Parser {
   std::filesystem::path base_dir_;
 };
 
+// The host name and the listen port: distinct for nodes on one host and across hosts, and
+// stable across restarts where host names are (set `instance` where they are not).
+std::string DefaultInstance(const std::string& listen) {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof(host), "host");
+  }
+  std::string out;
+  for (const char* c = host; *c != '\0'; ++c) {
+    out.push_back(absl::ascii_isalnum(static_cast<unsigned char>(*c)) || *c == '-' ? *c : '_');
+  }
+  const size_t colon = listen.rfind(':');
+  return absl::StrCat(out, "-", colon == std::string::npos ? listen : listen.substr(colon + 1));
+}
+
 absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   if (!root.IsMap()) return Error(root, "(top level)", "expected a mapping");
   if (absl::Status s = CheckKeys(
-          root, "", {"node", "listen", "admin", "tls", "peers", "kafka", "policies", "link"});
+          root, "",
+          {"node", "instance", "listen", "admin", "tls", "peers", "kafka", "policies", "link"});
       !s.ok()) {
     return s;
   }
@@ -126,6 +147,23 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   if (!listen.ok()) return listen.status();
   if (absl::Status s = HostPort(root, "listen", "", *listen); !s.ok()) return s;
   config.listen = *listen;
+
+  // Tells the nodes of one city (same node name) apart in Kafka: it names their transactional
+  // producers, so it must differ between them and stay the same across restarts of one.
+  auto instance = String(root, "instance", "", false);
+  if (!instance.ok()) return instance.status();
+  if (!instance->empty()) {
+    const bool valid = std::all_of(instance->begin(), instance->end(), [](char c) {
+      return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+    if (!valid || instance->size() > 100) {
+      return Error(root["instance"], "instance",
+                   "must be 1-100 letters, digits, '-', '_' or '.' (it names Kafka producers)");
+    }
+    config.instance = *instance;
+  } else {
+    config.instance = DefaultInstance(config.listen);
+  }
 
   auto admin = String(root, "admin", "", false);
   if (!admin.ok()) return admin.status();

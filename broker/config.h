@@ -43,6 +43,7 @@ struct LinkTuning {
 struct NodeConfig {
   std::string path;  // the file this came from
   std::string node;
+  std::string instance;  // this node among the city's nodes of the same name (Kafka producer ids)
   std::string listen;
   std::string admin;
   TlsConfig tls;

@@ -162,6 +162,126 @@ absl::StatusOr<std::map<std::string, int>> Env::AllPartitionCounts() const {
   return counts;
 }
 
+std::map<std::string, absl::Status> Env::EnsureTopics(const std::map<std::string, int>& topics) {
+  std::map<std::string, absl::Status> result;
+  std::map<std::string, int> wanted;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [topic, partitions] : topics) {
+      if (ensured_.contains(topic)) {
+        result[topic] = absl::OkStatus();
+      } else {
+        wanted[topic] = partitions;
+      }
+    }
+  }
+  if (wanted.empty()) return result;
+  auto judge = [&](const std::map<std::string, int>& counts, bool final) {
+    for (auto it = wanted.begin(); it != wanted.end();) {
+      auto found = counts.find(it->first);
+      if (found == counts.end()) {
+        if (final) {
+          result[it->first] = absl::NotFoundError(
+              absl::StrCat("topic ", it->first, " does not show in the cluster's metadata"));
+        }
+        ++it;
+        continue;
+      }
+      if (found->second != it->second) {
+        result[it->first] = absl::FailedPreconditionError(
+            absl::StrCat("topic ", it->first, " has ", found->second,
+                         " partitions but its origin has ", it->second));
+      } else {
+        result[it->first] = absl::OkStatus();
+        absl::MutexLock lock(&mu_);
+        ensured_.insert(it->first);
+      }
+      it = wanted.erase(it);
+    }
+  };
+  absl::StatusOr<std::map<std::string, int>> counts = AllPartitionCounts();
+  if (!counts.ok()) {
+    for (const auto& [topic, partitions] : wanted) result[topic] = counts.status();
+    return result;
+  }
+  judge(*counts, false);
+  if (wanted.empty()) return result;
+  if (mock_ != nullptr) {
+    for (const auto& [topic, partitions] : wanted) {
+      rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mock_, topic.c_str(), partitions, 1);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        result[topic] =
+            absl::InternalError(absl::StrCat("create topic ", topic, ": ", rd_kafka_err2str(err)));
+      }
+    }
+  } else {
+    char err[512];
+    std::vector<rd_kafka_NewTopic_t*> news;
+    for (const auto& [topic, partitions] : wanted) {
+      rd_kafka_NewTopic_t* nt =
+          rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err);
+      if (nt == nullptr) {
+        result[topic] = absl::InvalidArgumentError(absl::StrCat("topic ", topic, ": ", err));
+      } else {
+        news.push_back(nt);
+      }
+    }
+    rd_kafka_AdminOptions_t* options =
+        rd_kafka_AdminOptions_new(admin_.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(options, 10000, err, sizeof err);
+    rd_kafka_AdminOptions_set_operation_timeout(options, 10000, err, sizeof err);
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(admin_.get());
+    rd_kafka_CreateTopics(admin_.get(), news.data(), news.size(), options, queue);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 15000);
+    if (ev == nullptr) {
+      // librdkafka's mock cluster (uopctl dev-kafka) does not implement CreateTopics.
+      log::Warn("kafka_create_topics_unanswered", {{"topics", std::to_string(news.size())}});
+    } else {
+      size_t n = 0;
+      const rd_kafka_topic_result_t** results =
+          rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+      for (size_t i = 0; i < n; ++i) {
+        const std::string name = rd_kafka_topic_result_name(results[i]);
+        const rd_kafka_resp_err_t code = rd_kafka_topic_result_error(results[i]);
+        if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          log::Info("kafka_topic_created",
+                    {{"topic", name}, {"partitions", std::to_string(wanted[name])}});
+        } else if (code != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS &&
+                   code != RD_KAFKA_RESP_ERR__TIMED_OUT) {
+          const char* msg = rd_kafka_topic_result_error_string(results[i]);
+          result[name] = absl::UnavailableError(
+              absl::StrCat("create topic ", name, " with ", wanted[name],
+                           " partitions: ", msg != nullptr ? msg : rd_kafka_err2str(code)));
+        }
+      }
+      rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_AdminOptions_destroy(options);
+    for (rd_kafka_NewTopic_t* nt : news) rd_kafka_NewTopic_destroy(nt);
+  }
+  for (const auto& [topic, status] : result) wanted.erase(topic);
+  // Metadata lags topic creation a little on real brokers: wait for it, with a deadline.
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while (!wanted.empty()) {
+    counts = AllPartitionCounts();
+    const bool final = absl::Now() >= deadline;
+    if (counts.ok()) judge(*counts, final);
+    if (final) {
+      for (const auto& [topic, partitions] : wanted) {
+        if (!result.contains(topic)) {
+          result[topic] = counts.ok() ? absl::NotFoundError(absl::StrCat(
+                                            "topic ", topic, " did not show within 15 s"))
+                                      : counts.status();
+        }
+      }
+      break;
+    }
+    if (!wanted.empty()) absl::SleepFor(absl::Milliseconds(200));  // metadata poll interval
+  }
+  return result;
+}
+
 absl::Status Env::EnsureTopic(const std::string& topic, int partitions) {
   {
     absl::MutexLock lock(&mu_);

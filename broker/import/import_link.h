@@ -1,79 +1,112 @@
-// The receiver side of federation: one PeerLink per peer we pull from, one ImportSubscription
-// per dataset that peer offers. Each subscription writes into our Kafka transactionally and
-// resumes from what our Kafka holds, so a crash or a cut link loses and doubles nothing.
+// The receiver side of federation: one PeerLink per peer we pull from. Its cost grows with peers
+// and datasets, not with partitions:
+//  - one Kafka consumer group per link (`uop-import.<node>.<peer>`) on all its mirror topics,
+//    whose assignment says which origin partitions this node pulls (the nodes of a city that
+//    share a node name share the work; partitions are paused and never read);
+//  - one gRPC stream per dataset, covering every partition of it this node holds, driven by
+//    gRPC's callback API (no thread per stream);
+//  - one transactional producer per link (LinkWriter), whose transactions carry the batches of
+//    all datasets queued at that moment, with the positions as the group's offsets: a writer
+//    whose group generation is gone cannot commit (KIP-447);
+//  - a fixed handful of threads per link: offers, group + timers, writer, two setup workers.
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "broker/config.h"
 #include "broker/import/import_session.h"
+#include "broker/import/kafka_transactional_sink.h"
 #include "broker/peer_identity.h"
+#include "core/backoff.h"
 #include "core/metrics.h"
-#include "core/provenance.h"
+#include "core/thread_pool.h"
 #include "kafka/client.h"
 #include "uop/federation/v1/federation.grpc.pb.h"
 
 namespace uop::broker {
 
-// Pulls one origin partition of one peer's dataset into the same partition of our mirror topic.
-// The partition is the unit of ownership: its transactional.id is stable per (node, mirror
-// topic, partition), so whichever node of this city takes the partition over fences the previous
-// writer. Each transaction also commits the position as the import group's offset (with the
-// group's generation: a writer that lost the partition cannot commit). Runs its own thread from
-// Start() to Stop(); retries with jittered exponential backoff. `kafka`, `metrics` and whatever
-// `group_metadata` refers to must outlive it.
-class ImportSubscription {
+class LinkWriter;
+class ReplicateCall;
+
+// What a stream needs from its link; all outlive the stream.
+struct LinkContext {
+  const NodeConfig* config = nullptr;
+  const PeerConfig* peer = nullptr;
+  std::shared_ptr<grpc::Channel> channel;
+  kafka::Env* kafka = nullptr;
+  core::Metrics* metrics = nullptr;
+  LinkWriter* writer = nullptr;
+  core::ThreadPool* setup = nullptr;  // recovery and subscription work
+  std::string group_id;               // the link's import group (positions live there)
+};
+
+// One Replicate stream: one dataset, the partitions of it this node holds. Attempts follow each
+// other until Stop(): recover (setup pool) -> subscribe -> stream; an attempt that ends waits out
+// a jittered backoff, then starts over from recovery. Thread-safe.
+class ImportStream {
  public:
-  ImportSubscription(const NodeConfig& config, const PeerConfig& peer,
-                     std::shared_ptr<grpc::Channel> channel,
-                     uop::federation::v1::DatasetOffer offer, int32_t partition, kafka::Env* kafka,
-                     core::Metrics* metrics, std::string group_id,
-                     std::function<std::string()> group_metadata);
-  ~ImportSubscription();
+  ImportStream(const LinkContext& link, uop::federation::v1::DatasetOffer offer,
+               std::vector<int32_t> partitions);
+  ~ImportStream();
+  ImportStream(const ImportStream&) = delete;
+  ImportStream& operator=(const ImportStream&) = delete;
 
   void Start();
-  // Returns when the thread has ended: a transaction being committed is finished first (bounded
-  // by the Kafka timeouts), then the stream is cancelled.
+  // Returns when no attempt runs any more and the writer no longer touches this stream: a
+  // transaction being committed is finished first (bounded by the Kafka timeouts).
   void Stop();
-  bool streaming() const { return streaming_.load(); }
+  // Timers (heartbeats, dead peer, subscribe deadline, restart after backoff); called often.
+  void Tick(absl::Time now);
+
+  const std::vector<int32_t>& partitions() const { return partitions_; }
+  int streaming_partitions() const {
+    return streaming_.load() ? static_cast<int>(partitions_.size()) : 0;
+  }
   int64_t lag_records() const { return lag_records_.load(); }
   double lag_seconds() const { return lag_seconds_.load(); }
 
- private:
-  void Run();
-  // One connection: fence, recover, subscribe, stream until error. `progressed` tells whether
-  // anything was written (then the backoff starts over).
-  absl::Status RunOnce(bool* progressed);
-  absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> Recover();
-  // Aborts a transaction of ours left open in our partition although its coordinator finished it
-  // (see the .cc). Must run after init_transactions, before Recover.
-  absl::Status CloseHangingTransactions(rd_kafka_t* producer);
+  // For the LinkWriter, which serialises these (one transaction at a time).
+  bool HasQueued();
+  absl::Status Stage(TransactionalSink* sink, Positions* positions);
+  void Committed(AuditSink* audit);
+  void StageFailed(const absl::Status& cause, const std::vector<RefusedRecord>& late);
 
-  const NodeConfig& config_;
-  const PeerConfig& peer_;
-  std::shared_ptr<grpc::Channel> channel_;
+ private:
+  friend class ReplicateCall;
+  enum class State { kIdle, kRecovering, kSubscribing, kStreaming, kEnding, kBackoff, kStopped };
+
+  void Setup();  // on the setup pool
+  absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> Recover();
+  // From the call's callbacks.
+  void OnMessage(uop::federation::v1::OwnerMessage&& message);
+  void OnCallDone(const grpc::Status& status);
+  // The attempt is over: logs why and schedules the next one (unless stopping).
+  void FinishAttemptLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the current attempt with `cause` (first cause wins). Requires mu_.
+  void FailLocked(const absl::Status& cause) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendLocked(uop::federation::v1::ReceiverMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const LinkContext link_;
   const uop::federation::v1::DatasetOffer offer_;
-  const int32_t partition_;
-  const std::string target_topic_;
+  const std::vector<int32_t> partitions_;
+  const std::string mirror_topic_;
   const std::string deadletter_topic_;
-  kafka::Env* kafka_;
-  core::Metrics* metrics_;
-  // Origin (partition, offset) pairs that Kafka refused for good: next attempt dead-letters them.
-  RefusedRecords refused_;
-  bool closed_hanging_ = false;  // this attempt aborted a hanging transaction (Run thread only)
-  const std::string group_id_;   // the import group, whose committed offsets hold our positions
-  std::function<std::string()> group_metadata_;
+  const std::string partitions_label_;
 
   core::MetricValue* records_written_;
   core::MetricValue* batches_written_;
@@ -86,58 +119,78 @@ class ImportSubscription {
   std::atomic<double> lag_seconds_{0};
 
   absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kIdle;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::ClientContext* active_context_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::thread thread_;
+  bool setup_running_ ABSL_GUARDED_BY(mu_) = false;
+  core::Backoff backoff_ ABSL_GUARDED_BY(mu_);
+  absl::Time retry_at_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);  // why the current attempt ends
+  bool progressed_ ABSL_GUARDED_BY(mu_) = false;
+  // The session of the current attempt; replaced only with the writer's lock held too.
+  std::unique_ptr<ImportSession> session_ ABSL_GUARDED_BY(mu_);
+  ImportSession::Stats reported_ ABSL_GUARDED_BY(mu_);
+  RefusedRecords refused_ ABSL_GUARDED_BY(mu_);  // across attempts
+  std::shared_ptr<ReplicateCall> call_ ABSL_GUARDED_BY(mu_);
+  absl::Time subscribe_deadline_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_sent_ ABSL_GUARDED_BY(mu_);
 };
 
-// One dataset offered by a peer. The nodes of this city that share a node name join one Kafka
-// consumer group on the mirror topic; the partitions Kafka assigns to this node are the origin
-// partitions it pulls (one ImportSubscription each). Kafka does the balancing: a node that dies
-// or leaves has its partitions moved to the others. Runs its own thread from Start() to Stop().
-class ImportDataset {
+// The link's transactional producer and the thread that writes: whenever streams have batches
+// queued it begins one transaction, stages every such stream, commits with all their positions,
+// then lets each record and acknowledge. Batches that arrive during a commit go into the next
+// one, so transactions grow with load. Thread-safe.
+class LinkWriter {
  public:
-  ImportDataset(const NodeConfig& config, const PeerConfig& peer,
-                std::shared_ptr<grpc::Channel> channel, uop::federation::v1::DatasetOffer offer,
-                kafka::Env* kafka, core::Metrics* metrics);
-  ~ImportDataset();
+  LinkWriter(const NodeConfig& config, const PeerConfig& peer, kafka::Env* kafka,
+             core::Metrics* metrics, KafkaTransactionalSink::GroupMetadata group_metadata,
+             AuditSink* audit);
+  ~LinkWriter();
   void Start();
   void Stop();
-  // True once partitions are assigned and every one of them streams.
-  bool streaming() const { return streaming_.load(); }
+
+  void Register(ImportStream* stream);
+  // Waits for a transaction that may include `stream` to finish.
+  void Unregister(ImportStream* stream);
+  // Something was queued.
+  void Wake();
+  // Runs `fn` on the writer thread between transactions (no transaction open, the producer
+  // ready), and returns its result: for fencing partitions before recovery.
+  absl::Status RunBetweenTransactions(std::function<absl::Status(KafkaTransactionalSink*)> fn);
+  // Held while a transaction includes streams, and by whoever replaces a stream's session.
+  absl::Mutex& write_mutex() ABSL_LOCK_RETURNED(write_mu_) { return write_mu_; }
 
  private:
   void Run();
-  absl::Status RunGroup();
-  void OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
-  void OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
-  void PublishMetrics();
-  // Remembers the group's current metadata (generation) for the subscriptions' transactions.
-  void PublishGroupMetadata(rd_kafka_t* consumer);
+  absl::Status EnsureSink() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  void WriteRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   const NodeConfig& config_;
   const PeerConfig& peer_;
-  std::shared_ptr<grpc::Channel> channel_;
-  const uop::federation::v1::DatasetOffer offer_;
-  const std::string target_topic_;
   kafka::Env* kafka_;
-  core::Metrics* metrics_;
-  core::MetricValue* assigned_;
-  core::MetricValue* stream_up_;
-  core::MetricValue* lag_records_;
-  core::MetricValue* lag_seconds_;
-  // Touched only by the Run thread (rebalance callbacks run inside its consumer poll).
-  std::map<int32_t, std::unique_ptr<ImportSubscription>> partitions_;
-  const std::string group_id_;
-  absl::Mutex metadata_mu_;
-  std::string group_metadata_ ABSL_GUARDED_BY(metadata_mu_);
-  std::atomic<bool> streaming_{false};
+  KafkaTransactionalSink::GroupMetadata group_metadata_;
+  AuditSink* audit_;
+  const std::string transactional_id_;
+  core::MetricValue* transactions_;
+  core::MetricValue* transaction_failures_;
+
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::unique_ptr<KafkaTransactionalSink> sink_ ABSL_GUARDED_BY(write_mu_);
+
   absl::Mutex mu_;
+  std::set<ImportStream*> streams_ ABSL_GUARDED_BY(mu_);
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  struct Job {
+    std::function<absl::Status(KafkaTransactionalSink*)> fn;
+    std::optional<absl::Status> result;
+  };
+  std::vector<Job*> jobs_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
-// Link to one peer that has an address: lists its offers and runs an ImportDataset for each.
+// Link to one peer that has an address: lists its offers, holds the import group, and runs an
+// ImportStream per dataset with partitions assigned to this node.
 class PeerLink {
  public:
   PeerLink(const NodeConfig& config, const PeerConfig& peer,
@@ -148,19 +201,50 @@ class PeerLink {
   void Stop();
 
  private:
-  void Run();
+  struct Dataset {
+    uop::federation::v1::DatasetOffer offer;
+    std::set<int32_t> assigned;
+    std::unique_ptr<ImportStream> stream;
+    core::MetricValue* assigned_gauge;
+    core::MetricValue* stream_up;
+    core::MetricValue* lag_records;
+    core::MetricValue* lag_seconds;
+  };
+
+  void RunOffers();
+  void RunGroup();
+  absl::Status GroupOnce();
+  void OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
+  void OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
+  // Restarts the dataset's stream on its current assignment (none: no stream).
+  void Reassign(Dataset* dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishGroupMetadata(rd_kafka_t* consumer);
+  void PublishMetrics() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Stopping();
 
   const NodeConfig& config_;
   const PeerConfig& peer_;
   std::shared_ptr<grpc::Channel> channel_;
   kafka::Env* kafka_;
   core::Metrics* metrics_;
+  const std::string group_id_;
   core::MetricValue* link_up_;
   core::MetricValue* offers_;
-  std::map<std::string, std::unique_ptr<ImportDataset>> datasets_;  // by topic
+  NoAuditSink no_audit_;
+
+  absl::Mutex metadata_mu_;
+  std::string group_metadata_ ABSL_GUARDED_BY(metadata_mu_);
+
+  std::unique_ptr<LinkWriter> writer_;
+  std::unique_ptr<core::ThreadPool> setup_;
+
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  // Offered datasets whose topics exist, by origin topic; the group subscribes their mirrors.
+  std::map<std::string, Dataset> datasets_ ABSL_GUARDED_BY(mu_);
+  bool subscription_changed_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread offers_thread_;
+  std::thread group_thread_;
 };
 
 }  // namespace uop::broker

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
+#include "core/status_macros.h"
 
 namespace uop::broker {
 
@@ -24,6 +25,8 @@ ImportSession::ImportSession(Options options, std::string peer, std::string orig
     : options_(options),
       peer_(std::move(peer)),
       origin_topic_(std::move(origin_topic)),
+      mirror_topic_(core::MirrorTopicName(peer_, origin_topic_)),
+      deadletter_topic_(core::DeadLetterTopicName(peer_, origin_topic_)),
       clock_(clock),
       checkpoints_(std::move(checkpoints)),
       batch_credit_(options.window_batches),
@@ -149,91 +152,126 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::WriteQueued(
     TransactionalSink* sink, AuditSink* audit, RefusedRecords* refused) {
   if (queue_.empty()) return std::vector<fed::ReceiverMessage>();
   if (absl::Status s = sink->Begin(); !s.ok()) return s;
-  std::map<int32_t, core::PartitionCheckpoint> next = checkpoints_;
-  std::map<int32_t, WrittenRange> ranges;
-  std::vector<RefusedRecord> deadletters;
-  Stats delta;
-  int64_t newest_ts = 0;
-  uint64_t bytes = 0;
+  Positions positions;
+  if (absl::Status s = Stage(sink, *refused, &positions); !s.ok()) {
+    StageFailed({}, refused);
+    return AbortAfter(sink, s);
+  }
+  std::vector<RefusedRecord> late;
+  if (absl::Status s = sink->Commit(positions, &late); !s.ok()) {
+    StageFailed(late, refused);  // dead-lettered on the next attempt
+    return s;
+  }
+  return Committed(audit, refused);
+}
+
+absl::Status ImportSession::Stage(TransactionalSink* sink, const RefusedRecords& refused,
+                                  Positions* positions) {
+  UOP_CHECK(!staged_.has_value(), "a stream stages one transaction at a time");
+  if (queue_.empty()) return absl::OkStatus();
+  Staged st;
+  st.next = checkpoints_;
   for (const fed::RecordBatch& batch : queue_) {
-    bytes += batch.ByteSizeLong();
+    st.bytes += batch.ByteSizeLong();
     const int32_t p = batch.partition();
     for (const fed::Record& rec : batch.records()) {
-      if (!next[p].ShouldWrite(rec.offset())) {
-        ++delta.duplicates;  // a replay of what our Kafka already holds
+      if (!st.next[p].ShouldWrite(rec.offset())) {
+        ++st.delta.duplicates;  // a replay of what our Kafka already holds
         continue;
       }
-      OutRecord out{OutRecord::Target::kMirror, p, &rec, Provenance(p, rec, batch.policy_version()),
+      OutRecord out{OutRecord::Target::kMirror,
+                    mirror_topic_,
+                    p,
+                    &rec,
+                    Provenance(p, rec, batch.policy_version()),
                     false};
       std::string reason;
-      if (const std::string* known = refused->Find(p, rec.offset()); known != nullptr) {
+      if (const std::string* known = refused.Find(p, rec.offset()); known != nullptr) {
         reason = *known;
       } else {
-        if (absl::Status s = sink->Produce(out, &reason); !s.ok()) return AbortAfter(sink, s);
+        RETURN_IF_ERROR(sink->Produce(out, &reason));
       }
       WrittenRange& range =
-          ranges.try_emplace(p, WrittenRange{p, rec.offset(), 0, 0, 0}).first->second;
+          st.ranges.try_emplace(p, WrittenRange{p, rec.offset(), 0, 0, 0}).first->second;
       range.last_offset = rec.offset();
       if (reason.empty()) {
-        ++delta.written;
+        ++st.delta.written;
         ++range.records;
       } else {
         out.target = OutRecord::Target::kDeadLetter;
+        out.topic = deadletter_topic_;
         out.extra_headers.emplace_back(core::kHeaderDeadLetterReason, reason);
         std::string again;
-        if (absl::Status s = sink->Produce(out, &again); !s.ok()) return AbortAfter(sink, s);
+        RETURN_IF_ERROR(sink->Produce(out, &again));
         if (!again.empty()) {
           out.drop_value = true;
           out.extra_headers.back().second =
               absl::StrCat(reason, "; value not stored: too large for the dead-letter topic too");
-          if (absl::Status s = sink->Produce(out, &again); !s.ok()) return AbortAfter(sink, s);
+          RETURN_IF_ERROR(sink->Produce(out, &again));
           if (!again.empty()) {
-            return AbortAfter(sink, absl::InternalError(absl::StrCat(
-                                        "dead-letter topic refused partition ", p, " offset ",
-                                        rec.offset(), " even without its value: ", again)));
+            return absl::InternalError(absl::StrCat("dead-letter topic refused partition ", p,
+                                                    " offset ", rec.offset(),
+                                                    " even without its value: ", again));
           }
         }
-        ++delta.deadletters;
+        ++st.delta.deadletters;
         ++range.deadletters;
-        deadletters.push_back({p, rec.offset(), out.extra_headers.back().second});
+        st.deadletters.push_back({p, rec.offset(), out.extra_headers.back().second, {}});
       }
-      next[p].Advance(rec.offset(), rec.resume_token());
-      newest_ts = std::max(newest_ts, rec.timestamp_ms());
+      st.next[p].Advance(rec.offset(), rec.resume_token());
+      st.newest_ts = std::max(st.newest_ts, rec.timestamp_ms());
     }
   }
-  std::vector<RefusedRecord> late;
-  std::map<int32_t, core::PartitionCheckpoint> moved;  // only partitions this write advanced
-  for (const auto& [p, range] : ranges) moved[p] = next[p];
-  if (absl::Status s = sink->Commit(moved, &late); !s.ok()) {
-    for (const RefusedRecord& r : late) refused->Add(r);  // dead-lettered on the next attempt
-    return s;
-  }
-  // Committed in Kafka. Audited before anything is acknowledged (fail closed).
-  WrittenBatches written{
-      peer_, origin_topic_, queue_.front().batch_seq(), queue_.back().batch_seq(), policy_version_,
-      {}};
-  for (auto& [p, range] : ranges) written.ranges.push_back(range);
-  if (absl::Status s = audit->RecordWritten(written); !s.ok()) return s;
+  // Only partitions this write advanced.
+  for (const auto& [p, range] : st.ranges) (*positions)[{mirror_topic_, p}] = st.next[p];
+  st.batches = queue_.size();
+  staged_ = std::move(st);
+  return absl::OkStatus();
+}
 
-  for (const auto& [p, cp] : next) refused->Forget(p, cp.last_offset());
-  checkpoints_ = std::move(next);
-  last_deadletters_ = std::move(deadletters);
-  written_seq_ = queue_.back().batch_seq();
-  if (newest_ts > 0) last_origin_timestamp_ms_ = newest_ts;
-  delta.batches = static_cast<int64_t>(queue_.size());
-  stats_.written += delta.written;
-  stats_.deadletters += delta.deadletters;
-  stats_.duplicates += delta.duplicates;
-  stats_.batches += delta.batches;
+void ImportSession::StageFailed(const std::vector<RefusedRecord>& late, RefusedRecords* refused) {
+  staged_.reset();
+  for (const RefusedRecord& r : late) {
+    if (r.topic.empty() || r.topic == mirror_topic_ || r.topic == deadletter_topic_) {
+      refused->Add(r);
+    }
+  }
+}
+
+absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
+    AuditSink* audit, RefusedRecords* refused) {
+  UOP_CHECK(staged_.has_value(), "Committed() without a staged transaction");
+  Staged st = *std::move(staged_);
+  staged_.reset();
+  // Committed in Kafka. Audited before anything is acknowledged (fail closed).
+  WrittenBatches written{peer_,
+                         origin_topic_,
+                         queue_.front().batch_seq(),
+                         queue_[st.batches - 1].batch_seq(),
+                         policy_version_,
+                         {}};
+  for (auto& [p, range] : st.ranges) written.ranges.push_back(range);
+  RETURN_IF_ERROR(audit->RecordWritten(written));
+
+  for (const auto& [p, cp] : st.next) refused->Forget(p, cp.last_offset());
+  checkpoints_ = std::move(st.next);
+  last_deadletters_ = std::move(st.deadletters);
+  written_seq_ = queue_[st.batches - 1].batch_seq();
+  if (st.newest_ts > 0) last_origin_timestamp_ms_ = st.newest_ts;
+  st.delta.batches = static_cast<int64_t>(st.batches);
+  stats_.written += st.delta.written;
+  stats_.deadletters += st.delta.deadletters;
+  stats_.duplicates += st.delta.duplicates;
+  stats_.batches += st.delta.batches;
   stats_.transactions += 1;
 
   std::vector<fed::ReceiverMessage> out(2);
   out[0].mutable_ack()->set_through_batch_seq(written_seq_);
-  out[1].mutable_credit()->set_batches(static_cast<uint32_t>(queue_.size()));
-  out[1].mutable_credit()->set_bytes(bytes);
-  batch_credit_ += static_cast<int64_t>(queue_.size());
-  byte_credit_ += static_cast<int64_t>(bytes);
-  queue_.clear();
+  out[1].mutable_credit()->set_batches(static_cast<uint32_t>(st.batches));
+  out[1].mutable_credit()->set_bytes(st.bytes);
+  batch_credit_ += static_cast<int64_t>(st.batches);
+  byte_credit_ += static_cast<int64_t>(st.bytes);
+  queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(st.batches));
   return out;
 }
 

@@ -27,6 +27,7 @@ namespace uop::broker {
 struct OutRecord {
   enum class Target { kMirror, kDeadLetter };
   Target target = Target::kMirror;
+  absl::string_view topic;  // the Kafka topic to write: the stream's mirror or dead-letter topic
   int32_t partition = 0;
   const uop::federation::v1::Record* record = nullptr;  // key, value, timestamp, origin headers
   std::vector<std::pair<absl::string_view, std::string>> extra_headers;  // provenance (+ reason)
@@ -38,9 +39,14 @@ struct RefusedRecord {
   int32_t partition;
   int64_t offset;
   std::string reason;
+  std::string topic;  // the Kafka topic it was written to; empty: the stream's own
 };
 
-// The write stage: one transaction at a time in the receiver's Kafka.
+// Positions to commit with a transaction: (mirror topic, origin partition) -> what is held.
+using Positions = std::map<std::pair<std::string, int32_t>, core::PartitionCheckpoint>;
+
+// The write stage: one transaction at a time in the receiver's Kafka. One sink may carry the
+// batches of several streams (datasets) in one transaction.
 class TransactionalSink {
  public:
   virtual ~TransactionalSink() = default;
@@ -53,8 +59,7 @@ class TransactionalSink {
   // so that the position survives whatever deletes records from the topics. On failure,
   // `refused` lists records Kafka refused for good that were only reported at commit time, and
   // the transaction has been aborted if Kafka required it.
-  virtual absl::Status Commit(const std::map<int32_t, core::PartitionCheckpoint>& positions,
-                              std::vector<RefusedRecord>* refused) = 0;
+  virtual absl::Status Commit(const Positions& positions, std::vector<RefusedRecord>* refused) = 0;
   virtual absl::Status Abort() = 0;
 };
 
@@ -136,8 +141,25 @@ class ImportSession {
   // returns the Ack and Credit to send. Refused records are dead-lettered (remembered in
   // `refused` across failures). On error nothing is acknowledged and the stream must restart
   // from recovery: whether an uncertain commit landed is read back from Kafka.
+  // = sink->Begin(), Stage(), sink->Commit(), then Committed() or StageFailed().
   absl::StatusOr<std::vector<uop::federation::v1::ReceiverMessage>> WriteQueued(
       TransactionalSink* sink, AuditSink* audit, RefusedRecords* refused);
+
+  // The steps of WriteQueued, for a transaction shared by several streams. Stage produces every
+  // batch queued now into the sink's open transaction and adds the positions to commit to
+  // `positions`; batches that arrive meanwhile wait for the next transaction. An error means:
+  // abort the transaction. Call with nothing staged; has_staged() tells whether it staged any.
+  absl::Status Stage(TransactionalSink* sink, const RefusedRecords& refused, Positions* positions);
+  bool has_staged() const { return staged_.has_value(); }
+  // The transaction holding the staged batches committed: records them in `audit` (fail closed:
+  // an error acknowledges nothing and the stream must restart) and returns the Ack and Credit.
+  absl::StatusOr<std::vector<uop::federation::v1::ReceiverMessage>> Committed(
+      AuditSink* audit, RefusedRecords* refused);
+  // The transaction failed: nothing staged is acknowledged; `late` (refusals Kafka reported only
+  // at commit) of this stream's topics are remembered for the next attempt.
+  void StageFailed(const std::vector<RefusedRecord>& late, RefusedRecords* refused);
+  const std::string& mirror_topic() const { return mirror_topic_; }
+  const std::string& deadletter_topic() const { return deadletter_topic_; }
 
   // Records the owner holds that our Kafka does not, over the subscribed partitions.
   int64_t lag_records() const;
@@ -160,10 +182,23 @@ class ImportSession {
       int32_t partition, const uop::federation::v1::Record& rec,
       const std::string& policy_version) const;
 
+  struct Staged {
+    size_t batches = 0;  // the first `batches` of queue_
+    uint64_t bytes = 0;
+    std::map<int32_t, core::PartitionCheckpoint> next;
+    std::map<int32_t, WrittenRange> ranges;
+    std::vector<RefusedRecord> deadletters;
+    Stats delta;
+    int64_t newest_ts = 0;
+  };
+
   const Options options_;
   const std::string peer_;
   const std::string origin_topic_;
+  const std::string mirror_topic_;
+  const std::string deadletter_topic_;
   const core::Clock* clock_;
+  std::optional<Staged> staged_;
   std::map<int32_t, core::PartitionCheckpoint> checkpoints_;  // committed in our Kafka
   std::map<int32_t, int64_t> last_received_;                  // highest offset received
   std::map<int32_t, Progress> progress_;

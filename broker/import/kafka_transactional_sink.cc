@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
 #include "core/provenance.h"
+#include "core/status_macros.h"
 #include "kafka/status.h"
 
 namespace uop::broker {
@@ -21,12 +22,10 @@ std::string RefusalReason(rd_kafka_resp_err_t code) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> KafkaTransactionalSink::Create(
-    kafka::Env* env, const std::string& transactional_id, std::string mirror_topic,
-    std::string deadletter_topic, GroupMetadata group_metadata) {
+    kafka::Env* env, const std::string& transactional_id, GroupMetadata group_metadata) {
   auto sink = std::unique_ptr<KafkaTransactionalSink>(new KafkaTransactionalSink());
   sink->group_metadata_ = std::move(group_metadata);
-  sink->mirror_topic_ = std::move(mirror_topic);
-  sink->deadletter_topic_ = std::move(deadletter_topic);
+  sink->transactional_id_ = transactional_id;
   KafkaTransactionalSink* raw = sink.get();
   absl::StatusOr<kafka::Handle> producer = env->NewClient(
       RD_KAFKA_PRODUCER,
@@ -54,8 +53,9 @@ absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> KafkaTransactionalSink::
 void KafkaTransactionalSink::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
   auto* self = static_cast<KafkaTransactionalSink*>(opaque);
-  self->failures_.emplace_back(
-      m->partition, static_cast<int64_t>(reinterpret_cast<intptr_t>(m->_private)), m->err);
+  self->failures_.push_back({rd_kafka_topic_name(m->rkt), m->partition,
+                             static_cast<int64_t>(reinterpret_cast<intptr_t>(m->_private)),
+                             m->err});
 }
 
 absl::Status KafkaTransactionalSink::Begin() {
@@ -66,8 +66,7 @@ absl::Status KafkaTransactionalSink::Begin() {
 absl::Status KafkaTransactionalSink::Produce(const OutRecord& out, std::string* refused) {
   refused->clear();
   const uop::federation::v1::Record& rec = *out.record;
-  const std::string& topic =
-      out.target == OutRecord::Target::kMirror ? mirror_topic_ : deadletter_topic_;
+  const std::string topic(out.topic);
   while (true) {
     rd_kafka_headers_t* headers =
         rd_kafka_headers_new(static_cast<size_t>(rec.headers_size()) + out.extra_headers.size());
@@ -107,8 +106,7 @@ absl::Status KafkaTransactionalSink::Produce(const OutRecord& out, std::string* 
   }
 }
 
-absl::Status KafkaTransactionalSink::SendPositions(
-    const std::map<int32_t, core::PartitionCheckpoint>& positions) {
+absl::Status KafkaTransactionalSink::SendPositions(const Positions& positions) {
   const std::string serialized = group_metadata_ ? group_metadata_() : std::string();
   if (serialized.empty() || positions.empty()) return absl::OkStatus();
   rd_kafka_consumer_group_metadata_t* group = nullptr;
@@ -120,9 +118,9 @@ absl::Status KafkaTransactionalSink::SendPositions(
   }
   kafka::PartitionList offsets(
       rd_kafka_topic_partition_list_new(static_cast<int>(positions.size())));
-  for (const auto& [p, position] : positions) {
+  for (const auto& [key, position] : positions) {
     rd_kafka_topic_partition_t* tp =
-        rd_kafka_topic_partition_list_add(offsets.get(), mirror_topic_.c_str(), p);
+        rd_kafka_topic_partition_list_add(offsets.get(), key.first.c_str(), key.second);
     // The committed offset is the next origin offset; the metadata carries the resume token.
     tp->offset = position.last_offset() + 1;
     const std::string metadata = core::EncodePositionMetadata(position);
@@ -137,9 +135,8 @@ absl::Status KafkaTransactionalSink::SendPositions(
   return s;
 }
 
-absl::Status KafkaTransactionalSink::Commit(
-    const std::map<int32_t, core::PartitionCheckpoint>& positions,
-    std::vector<RefusedRecord>* refused) {
+absl::Status KafkaTransactionalSink::Commit(const Positions& positions,
+                                            std::vector<RefusedRecord>* refused) {
   if (absl::Status s = SendPositions(positions); !s.ok()) {
     // A lost group generation (rebalance, zombie) or coordinator trouble: nothing commits.
     absl::Status abort = Abort();
@@ -153,11 +150,13 @@ absl::Status KafkaTransactionalSink::Commit(
     if (s.ok()) return s;
     if (kafka::IsRetriable(s) && attempt < kCommitAttempts) {
       log::Warn("import_commit_retry",
-                {{"topic", mirror_topic_}, {"error", std::string(s.message())}});
+                {{"transactional_id", transactional_id_}, {"error", std::string(s.message())}});
       continue;
     }
-    for (const auto& [p, offset, code] : failures_) {
-      if (kafka::IsRecordRefusedCode(code)) refused->push_back({p, offset, RefusalReason(code)});
+    for (const Failure& f : failures_) {
+      if (kafka::IsRecordRefusedCode(f.code)) {
+        refused->push_back({f.partition, f.offset, RefusalReason(f.code), f.topic});
+      }
     }
     if (kafka::RequiresAbort(s)) {
       if (absl::Status a = Abort(); !a.ok()) {
@@ -171,6 +170,30 @@ absl::Status KafkaTransactionalSink::Commit(
 absl::Status KafkaTransactionalSink::Abort() {
   return kafka::FromError(rd_kafka_abort_transaction(producer_.get(), kTimeoutMs),
                           "abort transaction");
+}
+
+absl::Status KafkaTransactionalSink::Fence(
+    const std::vector<std::pair<std::string, int32_t>>& partitions) {
+  RETURN_IF_ERROR(Begin());
+  // A record nobody will see (aborted) puts each partition into the transaction.
+  absl::Status fence = absl::OkStatus();
+  for (const auto& [topic, partition] : partitions) {
+    fence = kafka::FromCode(rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                                              RD_KAFKA_V_PARTITION(partition),
+                                              RD_KAFKA_V_KEY("uop.fence", 9), RD_KAFKA_V_END),
+                            absl::StrCat("fence record for ", topic, "[", partition, "]"));
+    if (!fence.ok()) break;
+  }
+  if (fence.ok()) {
+    fence = kafka::FromCode(rd_kafka_flush(producer_.get(), kTimeoutMs), "flush fence records");
+  }
+  absl::Status abort = Abort();
+  if (!fence.ok()) {
+    return abort.ok() ? fence
+                      : absl::Status(fence.code(), absl::StrCat(fence.message(),
+                                                                " (abort: ", abort.message(), ")"));
+  }
+  return abort;
 }
 
 }  // namespace uop::broker

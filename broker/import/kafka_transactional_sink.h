@@ -1,5 +1,5 @@
-// The write stage on the receiver's Kafka: one transactional producer writing the mirror and
-// dead-letter topics of one origin topic.
+// The write stage on the receiver's Kafka: one transactional producer per peer link, writing the
+// mirror and dead-letter topics of every dataset this node imports from that peer.
 #pragma once
 
 #include <functional>
@@ -26,28 +26,36 @@ class KafkaTransactionalSink final : public TransactionalSink {
   // Creates the producer and runs init_transactions, which fences any earlier producer with the
   // same `transactional_id` and aborts what it left open.
   static absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> Create(
-      kafka::Env* env, const std::string& transactional_id, std::string mirror_topic,
-      std::string deadletter_topic, GroupMetadata group_metadata);
+      kafka::Env* env, const std::string& transactional_id, GroupMetadata group_metadata);
 
   absl::Status Begin() override;
   absl::Status Produce(const OutRecord& record, std::string* refused) override;
-  absl::Status Commit(const std::map<int32_t, core::PartitionCheckpoint>& positions,
-                      std::vector<RefusedRecord>* refused) override;
+  absl::Status Commit(const Positions& positions, std::vector<RefusedRecord>* refused) override;
   absl::Status Abort() override;
+
+  // Outside any transaction: one transaction with a record in each of `partitions`, aborted.
+  // Its markers close records of ours that a transaction left open there although its
+  // coordinator finished it (see RecoverPositions).
+  absl::Status Fence(const std::vector<std::pair<std::string, int32_t>>& partitions);
 
   rd_kafka_t* producer() { return producer_.get(); }
 
  private:
   KafkaTransactionalSink() = default;
   static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque);
-  absl::Status SendPositions(const std::map<int32_t, core::PartitionCheckpoint>& positions);
+  absl::Status SendPositions(const Positions& positions);
 
-  std::string mirror_topic_;
-  std::string deadletter_topic_;
+  struct Failure {
+    std::string topic;
+    int32_t partition;
+    int64_t offset;  // the origin offset
+    rd_kafka_resp_err_t code;
+  };
+  std::string transactional_id_;
   GroupMetadata group_metadata_;
-  // Delivery failures of the open transaction: (partition, origin offset, error). Delivery
-  // reports run inside poll/flush/commit on the writer thread.
-  std::vector<std::tuple<int32_t, int64_t, rd_kafka_resp_err_t>> failures_;
+  // Delivery failures of the open transaction. Delivery reports run inside poll/flush/commit on
+  // the writer thread.
+  std::vector<Failure> failures_;
   // Last, so it is destroyed first: nothing it may still call back into is gone before it.
   kafka::Handle producer_;
 };

@@ -47,13 +47,15 @@ class Receiver:
         self._pending: dict[int, list[tuple[OwnerStream, object]]] = {}
 
     def stream(self, partition: int, timeout: float = 60) -> tuple[OwnerStream, object]:
-        """The next stream the receiver opens for `partition`, with its Subscribe."""
+        """The next stream the receiver opens that covers `partition`, with its Subscribe (uopd
+        opens one stream per dataset, listing every partition it holds)."""
         deadline = time.monotonic() + scaled(timeout)
         while not self._pending.get(partition):
             s = self.owner.next_stream(max(0.0, deadline - time.monotonic()))
             sub = s.recv_kind("subscribe", scaled(10), skip=())
-            assert len(sub.partitions) == 1, sub
-            self._pending.setdefault(sub.partitions[0].partition, []).append((s, sub))
+            assert len(sub.partitions) >= 1, sub
+            for start in sub.partitions:
+                self._pending.setdefault(start.partition, []).append((s, sub))
         return self._pending[partition].pop(0)
 
     def mirror(self, partition: int) -> list[dict]:

@@ -42,8 +42,7 @@ class FakeSink final : public TransactionalSink {
     open_.push_back(std::move(w));
     return absl::OkStatus();
   }
-  absl::Status Commit(const std::map<int32_t, core::PartitionCheckpoint>& positions,
-                      std::vector<RefusedRecord>* refused) override {
+  absl::Status Commit(const Positions& positions, std::vector<RefusedRecord>* refused) override {
     if (!commit_error.ok()) {
       *refused = late_refusals;
       absl::Status s = commit_error;
@@ -52,7 +51,7 @@ class FakeSink final : public TransactionalSink {
     }
     committed.insert(committed.end(), open_.begin(), open_.end());
     open_.clear();
-    for (const auto& [p, cp] : positions) committed_positions[p] = cp;
+    for (const auto& [tp, cp] : positions) committed_positions[tp.second] = cp;
     return absl::OkStatus();
   }
   absl::Status Abort() override {
@@ -241,7 +240,7 @@ TEST_F(ImportSessionTest, FailedCommitAcksNothingAndDeadLettersLateRefusalsNextT
   auto s = Make({{0, {}}});
   ASSERT_TRUE(s->OnOwnerMessage(Batch(1, 0, {0, 1, 2})).ok());
   sink_.commit_error = absl::UnavailableError("commit transaction: broker down");
-  sink_.late_refusals = {{0, 1, "kafka refused the record: Broker: Message size too large"}};
+  sink_.late_refusals = {{0, 1, "kafka refused the record: Broker: Message size too large", {}}};
   auto replies = s->WriteQueued(&sink_, &audit_, &refused_);
   EXPECT_EQ(replies.status(), absl::UnavailableError("commit transaction: broker down"));
   EXPECT_TRUE(sink_.committed.empty());
