@@ -163,10 +163,7 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   auto instance = String(root, "instance", "", false);
   if (!instance.ok()) return instance.status();
   if (!instance->empty()) {
-    const bool valid = std::all_of(instance->begin(), instance->end(), [](char c) {
-      return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-    });
-    if (!valid || instance->size() > 100) {
+    if (!IsValidInstance(*instance)) {
       return Error(root["instance"], "instance",
                    "must be 1-100 letters, digits, '-', '_' or '.' (it names Kafka producers)");
     }
@@ -346,6 +343,14 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
 }
 
 }  // namespace
+
+bool IsValidInstance(absl::string_view instance) {
+  return !instance.empty() && instance.size() <= 100 &&
+         std::all_of(instance.begin(), instance.end(), [](char c) {
+           return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                  c == '.';
+         });
+}
 
 bool IsValidNodeName(absl::string_view name) {
   if (name.empty() || name.size() > 63) return false;
