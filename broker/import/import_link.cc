@@ -42,8 +42,10 @@ constexpr absl::Duration kOpenTransactionWait = absl::Seconds(75);
 class ReplicateCall final
     : public grpc::ClientBidiReactor<fed::ReceiverMessage, fed::OwnerMessage> {
  public:
-  ReplicateCall(ImportStream* stream, std::shared_ptr<grpc::Channel> channel)
-      : stream_(stream), stub_(std::move(channel)) {}
+  ReplicateCall(ImportStream* stream, std::shared_ptr<grpc::Channel> channel, uint64_t attempt)
+      : attempt(attempt), stream_(stream), stub_(std::move(channel)) {}
+
+  const uint64_t attempt;  // which attempt of the stream this call is
 
   // Starts the call with `subscribe` as its first message.
   void Begin(fed::ReceiverMessage subscribe) {
@@ -60,17 +62,27 @@ class ReplicateCall final
   void OnWriteDone(bool ok) override;
   void OnDone(const grpc::Status& status) override { stream_->OnCallDone(status); }
 
-  // Guarded by the stream's mutex.
-  std::deque<fed::ReceiverMessage> outbox;
-  bool writing = true;  // the Subscribe is in flight from Begin()
-  bool ending = false;
-  bool held = true;
+  // The call's own state has a mutex of its own, taken after the stream's: gRPC's callbacks must
+  // never wait for the stream's mutex, which the link's writer holds while it produces a
+  // stream's batches into Kafka (seconds under load). A callback that waited there would hold
+  // one of gRPC's few callback threads, and with them every stream of the channel.
+  // Queues `message` unless the call is ending; false if it is.
+  bool Enqueue(fed::ReceiverMessage message) ABSL_LOCKS_EXCLUDED(mu_);
+  void MarkEnding() ABSL_LOCKS_EXCLUDED(mu_);
+  // Nothing queued and no write in flight.
+  bool Idle() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Starts the next queued write, or releases the hold once the call is ending and nothing is in
   // flight. Call without the stream's lock.
-  void Kick();
+  void Kick() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  absl::Mutex mu_;
+  std::deque<fed::ReceiverMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = true;  // the Subscribe is in flight from Begin()
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;
+  bool held_ ABSL_GUARDED_BY(mu_) = true;
+
   ImportStream* const stream_;
   fed::Federation::Stub stub_;
   grpc::ClientContext context_;
@@ -78,17 +90,34 @@ class ReplicateCall final
   fed::ReceiverMessage write_;
 };
 
+bool ReplicateCall::Enqueue(fed::ReceiverMessage message) {
+  absl::MutexLock lock(&mu_);
+  if (ending_) return false;
+  outbox_.push_back(std::move(message));
+  return true;
+}
+
+void ReplicateCall::MarkEnding() {
+  absl::MutexLock lock(&mu_);
+  ending_ = true;
+}
+
+bool ReplicateCall::Idle() {
+  absl::MutexLock lock(&mu_);
+  return outbox_.empty() && !writing_;
+}
+
 void ReplicateCall::Kick() {
   bool write = false, release = false;
   {
-    absl::MutexLock lock(&stream_->mu_);
-    if (!writing && !ending && !outbox.empty()) {
-      write_ = std::move(outbox.front());
-      outbox.pop_front();
-      writing = true;
+    absl::MutexLock lock(&mu_);
+    if (!writing_ && !ending_ && !outbox_.empty()) {
+      write_ = std::move(outbox_.front());
+      outbox_.pop_front();
+      writing_ = true;
       write = true;
-    } else if (ending && !writing && held) {
-      held = false;
+    } else if (ending_ && !writing_ && held_) {
+      held_ = false;
       release = true;
     }
   }
@@ -98,18 +127,15 @@ void ReplicateCall::Kick() {
 
 void ReplicateCall::OnReadDone(bool ok) {
   if (!ok) {
-    {
-      absl::MutexLock lock(&stream_->mu_);
-      ending = true;  // the call's status says why (OnDone)
-    }
+    MarkEnding();  // the call's status says why (OnDone)
     Kick();
     return;
   }
-  stream_->OnMessage(std::move(read_));
+  stream_->OnMessage(attempt, std::move(read_));
   bool more = false;
   {
-    absl::MutexLock lock(&stream_->mu_);
-    more = !ending;
+    absl::MutexLock lock(&mu_);
+    more = !ending_;
   }
   if (more) {
     StartRead(&read_);
@@ -120,10 +146,10 @@ void ReplicateCall::OnReadDone(bool ok) {
 
 void ReplicateCall::OnWriteDone(bool ok) {
   {
-    absl::MutexLock lock(&stream_->mu_);
-    writing = false;
-    if (!ok) stream_->FailLocked(absl::UnavailableError("stream to the owner closed"));
-    stream_->last_sent_ = absl::Now();
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    // A failed write means the call is over; OnDone brings its status.
+    if (!ok) ending_ = true;
   }
   if (!ok) Cancel();
   Kick();
@@ -273,7 +299,7 @@ void ImportStream::Setup() {
     reported_ = ImportSession::Stats();
     failure_ = absl::OkStatus();
     progressed_ = false;
-    call_ = std::make_shared<ReplicateCall>(this, link_.channel);
+    call_ = std::make_shared<ReplicateCall>(this, link_.channel, ++attempts_);
     state_ = State::kSubscribing;
     subscribe_deadline_ = absl::Now() + kSubscribeTimeout;
     last_heard_ = last_sent_ = absl::Now();
@@ -283,11 +309,43 @@ void ImportStream::Setup() {
   begin->Begin(std::move(subscribe));
 }
 
-void ImportStream::OnMessage(fed::OwnerMessage&& message) {
-  bool wake = false;
-  std::shared_ptr<ReplicateCall> cancel;
+void ImportStream::OnMessage(uint64_t attempt, fed::OwnerMessage&& message) {
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&inbox_mu_);
+    inbox_.emplace_back(attempt, std::move(message));
+  }
+  // Applied now if the stream is free; else by whoever holds it (the writer after staging, the
+  // timer tick), never by waiting here on a gRPC thread.
+  if (!mu_.TryLock()) return;
+  Drained drained = DrainInboxLocked();
+  mu_.Unlock();
+  AfterDrain(drained);
+}
+
+void ImportStream::AfterDrain(const Drained& drained) {
+  if (drained.cancel != nullptr) drained.cancel->Cancel();
+  if (drained.wake) link_.writer->Wake();
+}
+
+ImportStream::Drained ImportStream::DrainInboxLocked() {
+  Drained out;
+  std::deque<std::pair<uint64_t, fed::OwnerMessage>> inbox;
+  {
+    absl::MutexLock lock(&inbox_mu_);
+    inbox.swap(inbox_);
+  }
+  for (auto& [attempt, message] : inbox) {
+    // A message of an earlier attempt's call belongs to no session of ours any more.
+    if (call_ == nullptr || attempt != call_->attempt) continue;
+    ApplyLocked(std::move(message), &out);
+  }
+  return out;
+}
+
+void ImportStream::ApplyLocked(fed::OwnerMessage&& message, Drained* out) {
+  bool& wake = out->wake;
+  std::shared_ptr<ReplicateCall>& cancel = out->cancel;
+  {
     last_heard_ = absl::Now();
     if (state_ == State::kSubscribing) {
       if (absl::Status s = session_->OnSubscribed(message, offer_.partitions()); !s.ok()) {
@@ -311,20 +369,18 @@ void ImportStream::OnMessage(fed::OwnerMessage&& message) {
         FailLocked(s);
         cancel = call_;
       } else {
-        wake = session_->has_queued();
+        wake = wake || session_->has_queued();
         PublishLocked();
       }
     }
   }
-  if (cancel != nullptr) cancel->Cancel();
-  if (wake) link_.writer->Wake();
 }
 
 void ImportStream::FailLocked(const absl::Status& cause) {
   if (failure_.ok()) failure_ = cause;
   if (state_ == State::kSubscribing || state_ == State::kStreaming) state_ = State::kEnding;
   streaming_.store(false);
-  if (call_ != nullptr) call_->ending = true;
+  if (call_ != nullptr) call_->MarkEnding();
 }
 
 void ImportStream::OnCallDone(const grpc::Status& status) {
@@ -363,8 +419,12 @@ void ImportStream::FinishAttemptLocked(const grpc::Status& status) {
 void ImportStream::Tick(absl::Time now) {
   std::shared_ptr<ReplicateCall> cancel, kick;
   bool post = false;
+  Drained drained;
+  // The writer may hold the stream while it produces its batches: skip this tick (the next
+  // comes within 100 ms) rather than stall the timers of the link's other streams.
+  if (!mu_.TryLock()) return;
   {
-    absl::MutexLock lock(&mu_);
+    drained = DrainInboxLocked();
     const LinkTuning& tuning = link_.config->link;
     switch (state_) {
       case State::kSubscribing:
@@ -381,7 +441,7 @@ void ImportStream::Tick(absl::Time now) {
               absl::StrCat("no message from ", link_.peer->name, " within the dead-peer timeout")));
           cancel = call_;
         } else if (now - last_sent_ >= absl::FromChrono(tuning.heartbeat_interval) &&
-                   call_->outbox.empty() && !call_->writing) {
+                   call_->Idle()) {
           fed::ReceiverMessage hb;
           hb.mutable_heartbeat()->set_sent_unix_ms(absl::ToUnixMillis(now));
           SendLocked(std::move(hb));
@@ -400,6 +460,8 @@ void ImportStream::Tick(absl::Time now) {
         break;
     }
   }
+  mu_.Unlock();
+  AfterDrain(drained);
   if (cancel != nullptr) {
     cancel->Cancel();
     cancel->Kick();
@@ -409,8 +471,7 @@ void ImportStream::Tick(absl::Time now) {
 }
 
 void ImportStream::SendLocked(fed::ReceiverMessage message) {
-  if (call_ == nullptr || call_->ending) return;
-  call_->outbox.push_back(std::move(message));
+  if (call_ == nullptr || !call_->Enqueue(std::move(message))) return;
   last_sent_ = absl::Now();
 }
 
@@ -427,13 +488,21 @@ bool ImportStream::HasQueued() {
 }
 
 absl::Status ImportStream::Stage(TransactionalSink* sink, Positions* positions) {
-  absl::MutexLock lock(&mu_);
-  if (state_ != State::kStreaming || session_ == nullptr) return absl::OkStatus();
-  return session_->Stage(sink, refused_, positions);
+  absl::Status staged;
+  Drained drained;
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kStreaming || session_ == nullptr) return absl::OkStatus();
+    staged = session_->Stage(sink, refused_, positions);
+    drained = DrainInboxLocked();  // what arrived while we produced
+  }
+  AfterDrain(drained);
+  return staged;
 }
 
 void ImportStream::Committed(AuditSink* audit) {
   std::shared_ptr<ReplicateCall> kick, cancel;
+  Drained drained;
   {
     absl::MutexLock lock(&mu_);
     if (session_ == nullptr || !session_->has_staged()) return;
@@ -467,7 +536,9 @@ void ImportStream::Committed(AuditSink* audit) {
       for (fed::ReceiverMessage& reply : *replies) SendLocked(std::move(reply));
       kick = call_;
     }
+    drained = DrainInboxLocked();
   }
+  AfterDrain(drained);
   if (cancel != nullptr) cancel->Cancel();
   if (cancel != nullptr) cancel->Kick();
   if (kick != nullptr) kick->Kick();
@@ -618,15 +689,17 @@ void LinkWriter::WriteRound() {
   }
   if (ready.empty()) return;
   auto failed = [&](const absl::Status& s, const std::vector<ImportStream*>& staged,
-                    const std::vector<RefusedRecord>& late) {
-    transaction_failures_->Add(1);
-    log::Warn("import_transaction_failed",
-              {{"peer", peer_.name}, {"reason", std::string(s.message())}});
-    for (ImportStream* stream : staged) stream->StageFailed(s, late);
-    // A producer in a fatal state (fenced by a newer instance with our transactional.id, or an
-    // abort that failed) is replaced: init_transactions starts clean.
-    if (kafka::IsFatal(s) || !kafka::RequiresAbort(s)) sink_.reset();
-  };
+                    const std::vector<RefusedRecord>& late)
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+                      transaction_failures_->Add(1);
+                      log::Warn("import_transaction_failed",
+                                {{"peer", peer_.name}, {"reason", std::string(s.message())}});
+                      for (ImportStream* stream : staged) stream->StageFailed(s, late);
+                      // A producer in a fatal state (fenced by a newer instance with our
+                      // transactional.id, or an abort that failed) is replaced: init_transactions
+                      // starts clean.
+                      if (kafka::IsFatal(s) || !kafka::RequiresAbort(s)) sink_.reset();
+                    };
   if (absl::Status s = sink_->Begin(); !s.ok()) {
     failed(s, ready, {});
     return;
@@ -771,10 +844,9 @@ void PeerLink::RunOffers() {
         absl::Status s = ensured.at(mirror);
         if (s.ok()) s = ensured.at(deadletter);
         if (!s.ok()) {
-          log::Warn("import_topic_unavailable",
-                    {{"peer", peer_.name},
-                     {"topic", offer.topic()},
-                     {"reason", std::string(s.message())}});
+          log::Warn("import_topic_unavailable", {{"peer", peer_.name},
+                                                 {"topic", offer.topic()},
+                                                 {"reason", std::string(s.message())}});
           continue;  // tried again with the next offers
         }
         const core::Labels labels = {{"peer", peer_.name}, {"topic", offer.topic()}};

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -91,8 +92,20 @@ class ImportStream {
 
   void Setup();  // on the setup pool
   absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> Recover();
-  // From the call's callbacks.
-  void OnMessage(uop::federation::v1::OwnerMessage&& message);
+  // From the call's callbacks: queued in the inbox, applied at once only if the stream's mutex
+  // is free (gRPC's callback threads never wait for it).
+  void OnMessage(uint64_t attempt, uop::federation::v1::OwnerMessage&& message)
+      ABSL_LOCKS_EXCLUDED(mu_, inbox_mu_);
+  struct Drained {
+    bool wake = false;                      // batches queued: wake the writer
+    std::shared_ptr<ReplicateCall> cancel;  // a violation ended the call
+  };
+  // Applies every queued owner message of the current attempt; the caller acts on the result
+  // with AfterDrain once it has released mu_.
+  Drained DrainInboxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) ABSL_LOCKS_EXCLUDED(inbox_mu_);
+  void ApplyLocked(uop::federation::v1::OwnerMessage&& message, Drained* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AfterDrain(const Drained& drained) ABSL_LOCKS_EXCLUDED(mu_);
   void OnCallDone(const grpc::Status& status);
   // The attempt is over: logs why and schedules the next one (unless stopping).
   void FinishAttemptLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -131,6 +144,11 @@ class ImportStream {
   ImportSession::Stats reported_ ABSL_GUARDED_BY(mu_);
   RefusedRecords refused_ ABSL_GUARDED_BY(mu_);  // across attempts
   std::shared_ptr<ReplicateCall> call_ ABSL_GUARDED_BY(mu_);
+  uint64_t attempts_ ABSL_GUARDED_BY(mu_) = 0;
+  // Owner messages not yet applied, tagged with their call's attempt. Taken after mu_.
+  absl::Mutex inbox_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::deque<std::pair<uint64_t, uop::federation::v1::OwnerMessage>> inbox_
+      ABSL_GUARDED_BY(inbox_mu_);
   absl::Time subscribe_deadline_ ABSL_GUARDED_BY(mu_);
   absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
   absl::Time last_sent_ ABSL_GUARDED_BY(mu_);
