@@ -73,7 +73,7 @@ class FakeSink final : public TransactionalSink {
 
 class FakeAudit final : public AuditSink {
  public:
-  absl::Status RecordWritten(const WrittenBatches& w) override {
+  absl::Status RecordWritten(const WrittenBatches& w, std::vector<fed::BatchReceipt>*) override {
     if (!error.ok()) return error;
     written.push_back(w);
     return absl::OkStatus();
