@@ -30,9 +30,9 @@ absl::StatusOr<std::string> AdminServer::Start(const std::string& address) {
   server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
     const absl::Status ready = ready_();
     res.status = ready.ok() ? 200 : 503;
-    res.set_content(ready.ok() ? std::string("ready\n")
-                               : absl::StrCat("not ready: ", ready.message(), "\n"),
-                    "text/plain");
+    res.set_content(
+        ready.ok() ? std::string("ready\n") : absl::StrCat("not ready: ", ready.message(), "\n"),
+        "text/plain");
   });
   int bound = port;
   if (port == 0) {

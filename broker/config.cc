@@ -127,10 +127,9 @@ std::string DefaultInstance(const std::string& listen) {
 
 absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   if (!root.IsMap()) return Error(root, "(top level)", "expected a mapping");
-  if (absl::Status s = CheckKeys(
-          root, "",
-          {"node", "instance", "listen", "admin", "tls", "peers", "kafka", "policies", "link",
-           "audit"});
+  if (absl::Status s = CheckKeys(root, "",
+                                 {"node", "instance", "listen", "admin", "tls", "peers", "kafka",
+                                  "policies", "link", "audit"});
       !s.ok()) {
     return s;
   }
@@ -360,7 +359,7 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
     if (!audit.IsMap()) return Error(audit, "audit", "expected a mapping");
     if (absl::Status s = CheckKeys(audit, "audit",
                                    {"dir", "key", "checkpoint_every_entries",
-                                    "checkpoint_interval_ms", "witness_interval_ms", "max_segment_bytes"});
+                                    "checkpoint_interval_ms", "max_segment_bytes"});
         !s.ok()) {
       return s;
     }
@@ -396,11 +395,8 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
     auto interval = Integer(audit, "checkpoint_interval_ms", "audit", 10000, 100, 86400000);
     if (!interval.ok()) return interval.status();
     a.checkpoint_interval = std::chrono::milliseconds(*interval);
-    auto witness = Integer(audit, "witness_interval_ms", "audit", 10000, 100, 86400000);
-    if (!witness.ok()) return witness.status();
-    a.witness_interval = std::chrono::milliseconds(*witness);
-    auto segment = Integer(audit, "max_segment_bytes", "audit", int64_t{64} << 20, 4096,
-                           int64_t{1} << 40);
+    auto segment =
+        Integer(audit, "max_segment_bytes", "audit", int64_t{64} << 20, 4096, int64_t{1} << 40);
     if (!segment.ok()) return segment.status();
     a.max_segment_bytes = static_cast<uint64_t>(*segment);
     config.audit = std::move(a);

@@ -25,7 +25,7 @@ struct PeerConfig {
   std::string identity;  // SAN (DNS name or URI) the peer's certificate must carry
   // The peer's audit verifier key (C2SP vkey, named after the peer), read from the file
   // `audit_key` names; empty: none configured. With one, receipts from this peer are required
-  // and verified, and the peers witness each other's checkpoints.
+  // and verified, and we sign receipts for its batches (checkpoint witnessing is not wired yet).
   std::string audit_vkey;
 };
 
@@ -35,8 +35,7 @@ struct AuditConfig {
   std::string key_file;  // the node's Ed25519 audit key (PKCS#8 PEM, `uopctl audit keygen`)
   uint64_t checkpoint_every_entries = 1000;
   std::chrono::milliseconds checkpoint_interval{10000};
-  std::chrono::milliseconds witness_interval{10000};  // checkpoint exchange with each peer
-  uint64_t max_segment_bytes = uint64_t{64} << 20;     // a new segment file starts beyond this
+  uint64_t max_segment_bytes = uint64_t{64} << 20;  // a new segment file starts beyond this
 };
 
 using EmbeddedKafkaConfig = kafka::EmbeddedConfig;

@@ -36,8 +36,7 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
   const AuditConfig& cfg = *config.audit;
   absl::StatusOr<std::string> pem = ReadFile(cfg.key_file);
   if (!pem.ok()) return pem.status();
-  absl::StatusOr<std::unique_ptr<audit::Signer>> signer =
-      audit::Signer::FromPem(config.node, *pem);
+  absl::StatusOr<std::unique_ptr<audit::Signer>> signer = audit::Signer::FromPem(config.node, *pem);
   if (!signer.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(cfg.key_file, " (audit.key): ", signer.status().message()));
@@ -89,6 +88,7 @@ NodeAudit::~NodeAudit() {
   }
   if (thread_.joinable()) thread_.join();
   log_.reset();  // commits what is queued and signs a final checkpoint
+  RunDeferred();
 }
 
 void NodeAudit::Observe(const absl::Status& result) {
@@ -100,11 +100,27 @@ void NodeAudit::Observe(const absl::Status& result) {
 }
 
 void NodeAudit::Append(audit::Entry entry, Done done) {
-  log_->Append(std::move(entry),
-               [this, done = std::move(done)](absl::StatusOr<audit::AppendResult> r) mutable {
-                 Observe(r.status());
-                 std::move(done)(std::move(r));
-               });
+  const std::thread::id caller = std::this_thread::get_id();
+  log_->Append(std::move(entry), [this, caller, done = std::move(done)](
+                                     absl::StatusOr<audit::AppendResult> r) mutable {
+    Observe(r.status());
+    if (std::this_thread::get_id() != caller) {
+      std::move(done)(std::move(r));
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    deferred_.push_back(
+        [done = std::move(done), r = std::move(r)]() mutable { std::move(done)(std::move(r)); });
+  });
+}
+
+void NodeAudit::RunDeferred() {
+  std::vector<absl::AnyInvocable<void() &&>> run;
+  {
+    absl::MutexLock lock(&mu_);
+    run.swap(deferred_);
+  }
+  for (auto& f : run) std::move(f)();
 }
 
 absl::Status NodeAudit::Health() const { return log_->Health(); }
@@ -132,8 +148,17 @@ const audit::Verifier* NodeAudit::PeerKey(const std::string& peer) const {
 
 void NodeAudit::Run() {
   absl::MutexLock lock(&mu_);
-  auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-  while (!mu_.AwaitWithTimeout(absl::Condition(&stopping), absl::Milliseconds(500))) {
+  auto wake = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !deferred_.empty(); };
+  while (true) {
+    mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(500));
+    if (stopping_) break;
+    if (!deferred_.empty()) {
+      mu_.Unlock();
+      RunDeferred();
+      mu_.Lock();
+      continue;
+    }
     // Signs a checkpoint when one is due, and after a failure tries to write again.
     log_->Tick();
     const absl::Status health = log_->Health();

@@ -9,8 +9,10 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -29,6 +31,8 @@ class NodeAudit final : public audit::AuditSink {
                                                          core::Metrics* metrics);
   ~NodeAudit() override;
 
+  // `done` never runs on the calling thread (an immediate failure is reported from the timer
+  // thread), so callers may append while holding locks their `done` takes.
   void Append(audit::Entry entry, Done done) override;
   absl::Status Health() const override;
   // Blocks until durable; not for reactor threads.
@@ -45,6 +49,7 @@ class NodeAudit final : public audit::AuditSink {
   NodeAudit(std::shared_ptr<const audit::Signer> signer, core::Metrics* metrics);
   void Run();  // the timer thread
   void Observe(const absl::Status& result);
+  void RunDeferred();  // runs what deferred_ holds, without mu_
 
   std::shared_ptr<const audit::Signer> signer_;
   std::map<std::string, audit::Verifier> peer_keys_;
@@ -57,6 +62,9 @@ class NodeAudit final : public audit::AuditSink {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool reported_broken_ ABSL_GUARDED_BY(mu_) = false;
+  // Completions the log reported on the appending thread (an immediate failure): run on the
+  // timer thread instead, since callers append while holding their own locks.
+  std::vector<absl::AnyInvocable<void() &&>> deferred_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -278,20 +278,20 @@ void ExportStream::Pump() {
     // The batch goes out once its batch_sent entry is durable; meanwhile the next is cut.
     const uint64_t id = ++outbox_ids_;
     outbox_.push_back({id, false, std::move(**next)});
-    audit->Append(*std::move(sent),
-                  [self = shared_from_this(), id](absl::StatusOr<audit::AppendResult> r) {
-                    absl::MutexLock lock(&self->mu_);
-                    if (!r.ok()) {
-                      self->FinishLocked(grpc::Status(
-                          grpc::StatusCode::UNAVAILABLE,
-                          absl::StrCat("audit log cannot write: ", r.status().message())));
-                      return;
-                    }
-                    for (Outgoing& o : self->outbox_) {
-                      if (o.id == id) o.ready = true;
-                    }
-                    self->Schedule();
-                  });
+    audit->Append(
+        *std::move(sent), [self = shared_from_this(), id](absl::StatusOr<audit::AppendResult> r) {
+          absl::MutexLock lock(&self->mu_);
+          if (!r.ok()) {
+            self->FinishLocked(
+                grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             absl::StrCat("audit log cannot write: ", r.status().message())));
+            return;
+          }
+          for (Outgoing& o : self->outbox_) {
+            if (o.id == id) o.ready = true;
+          }
+          self->Schedule();
+        });
     Schedule();
     return;
   }
@@ -410,9 +410,11 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
       metrics->Counter("uop_export_loop_skipped_total",
                        "Records not exported because they came from a peer", labels),
       metrics->Counter("uop_export_withheld_total", "Records the sharing rules withheld", labels)};
-  ExportSession::Options options{tuning.batch_max_records, tuning.batch_max_bytes,
-                                 absl::FromChrono(tuning.heartbeat_interval),
-                                 absl::FromChrono(tuning.dead_peer_timeout)};
+  ExportSession::Options options;
+  options.batch_max_records = tuning.batch_max_records;
+  options.batch_max_bytes = tuning.batch_max_bytes;
+  options.heartbeat_interval = absl::FromChrono(tuning.heartbeat_interval);
+  options.dead_peer_timeout = absl::FromChrono(tuning.dead_peer_timeout);
   if (NodeAudit* audit = service_->audit_; audit != nullptr) {
     if (absl::Status h = audit->Health(); !h.ok()) return absl::UnavailableError(h.message());
     options.audit = true;

@@ -59,7 +59,7 @@ ExportSession::ExportSession(Options options, std::string policy_version,
 }
 
 absl::Status ExportSession::OnReceiverMessage(const fed::ReceiverMessage& message,
-                                             std::vector<audit::Entry>* to_log) {
+                                              std::vector<audit::Entry>* to_log) {
   last_heard_ = clock_->Now();  // any message is a sign of life, even one we ignore
   switch (message.body_case()) {
     case fed::ReceiverMessage::kCredit:
@@ -109,10 +109,10 @@ absl::Status ExportSession::OnAck(const fed::Ack& ack, std::vector<audit::Entry>
         refused.reason = absl::StrCat("receipt refused: ", accepted.status().message());
         if (it != receipts.end()) refused.payload = *it->second;
         if (to_log != nullptr) to_log->push_back(std::move(refused));
-        return absl::FailedPreconditionError(absl::StrCat(
-            "ack through batch ", through, ": the receipt for batch ", b.seq,
-            " does not verify with peer '", options_.peer, "''s audit key: ",
-            accepted.status().message()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("ack through batch ", through, ": the receipt for batch ", b.seq,
+                         " does not verify with peer '", options_.peer,
+                         "''s audit key: ", accepted.status().message()));
       }
       accepted->dataset = options_.topic;
       entries.push_back(*std::move(accepted));
@@ -226,9 +226,12 @@ absl::StatusOr<std::optional<fed::OwnerMessage>> ExportSession::Next(
       const auto size = static_cast<int64_t>(batch.ByteSizeLong());
       batch_credit_ -= 1;
       byte_credit_ -= size;
-      SentBatch& record = unacked_.emplace_back(
-          SentBatch{batch.batch_seq(), batch.partition(),
-                    batch.records(batch.records_size() - 1).offset() + 1, batch.records_size(), {}});
+      SentBatch& record =
+          unacked_.emplace_back(SentBatch{batch.batch_seq(),
+                                          batch.partition(),
+                                          batch.records(batch.records_size() - 1).offset() + 1,
+                                          batch.records_size(),
+                                          {}});
       if (options_.audit) {
         audit::Entry& e = record.entry;
         e.type = audit::EntryType::kBatchSent;

@@ -53,9 +53,8 @@ absl::Status LogImportAudit::RecordWritten(const WrittenBatches& written,
   std::vector<absl::StatusOr<audit::AppendResult>> results;
   {
     absl::MutexLock lock(&state.mu);
-    auto done = [&state]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.mu) {
-      return state.outstanding == 0;
-    };
+    auto done = [&state]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.mu) { return state.outstanding == 0; };
     state.mu.Await(absl::Condition(&done));
     results = std::move(state.results);
   }
@@ -65,9 +64,8 @@ absl::Status LogImportAudit::RecordWritten(const WrittenBatches& written,
     absl::StatusOr<std::string> receipt = audit::SignReceiptFor(
         entries[i], results[i]->index, results[i]->time_micros, *signer_, written.peer);
     if (!receipt.ok()) {
-      return absl::InternalError(absl::StrCat("receipt for batch ",
-                                              written.batches[i].batch_seq, ": ",
-                                              receipt.status().message()));
+      return absl::InternalError(absl::StrCat("receipt for batch ", written.batches[i].batch_seq,
+                                              ": ", receipt.status().message()));
     }
     fed::BatchReceipt& out = receipts->emplace_back();
     out.set_batch_seq(written.batches[i].batch_seq);

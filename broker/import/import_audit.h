@@ -12,11 +12,11 @@
 
 namespace uop::broker {
 
-// Thread-safe; `log` and `signer` must outlive it.
+// Thread-safe; `log` and `signer` must outlive it. A null `signer`: entries but no receipts
+// (the owner has no audit key of ours configured).
 class LogImportAudit final : public AuditSink {
  public:
-  LogImportAudit(audit::AuditSink* log, const audit::Signer* signer)
-      : log_(log), signer_(signer) {}
+  LogImportAudit(audit::AuditSink* log, const audit::Signer* signer) : log_(log), signer_(signer) {}
 
   // Blocks until every entry is durable (one group commit for all of them). Any failure is
   // UNAVAILABLE naming why: nothing of this transaction may be acknowledged.

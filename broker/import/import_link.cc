@@ -680,7 +680,11 @@ PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
       metrics_(metrics),
       group_id_(absl::StrCat("uop-import.", config.node, ".", peer.name)),
       audit_(audit) {
-  if (audit_ != nullptr) log_audit_ = std::make_unique<LogImportAudit>(audit_, &audit_->signer());
+  if (audit_ != nullptr) {
+    // Receipts only for an owner whose audit key we have: it has ours too (docs/protocol.md).
+    log_audit_ = std::make_unique<LogImportAudit>(
+        audit_, audit_->PeerKey(peer.name) != nullptr ? &audit_->signer() : nullptr);
+  }
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(config.link.reconnect_backoff_initial.count()));
@@ -791,10 +795,9 @@ void PeerLink::RunOffers() {
         absl::Status s = ensured.at(mirror);
         if (s.ok()) s = ensured.at(deadletter);
         if (!s.ok()) {
-          log::Warn("import_topic_unavailable",
-                    {{"peer", peer_.name},
-                     {"topic", offer.topic()},
-                     {"reason", std::string(s.message())}});
+          log::Warn("import_topic_unavailable", {{"peer", peer_.name},
+                                                 {"topic", offer.topic()},
+                                                 {"reason", std::string(s.message())}});
           continue;  // tried again with the next offers
         }
         const core::Labels labels = {{"peer", peer_.name}, {"topic", offer.topic()}};
@@ -960,8 +963,8 @@ void PeerLink::Reassign(Dataset* ds) {
     ds->stream.reset();
   }
   if (ds->assigned.empty() || stopping_) return;
-  LinkContext link{&config_, &peer_,        channel_,     kafka_,
-                   metrics_, writer_.get(), setup_.get(), group_id_, audit_};
+  LinkContext link{&config_,      &peer_,       channel_,  kafka_, metrics_,
+                   writer_.get(), setup_.get(), group_id_, audit_};
   ds->stream = std::make_unique<ImportStream>(
       link, ds->offer, std::vector<int32_t>(ds->assigned.begin(), ds->assigned.end()));
   ds->stream->Start();

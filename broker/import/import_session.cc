@@ -264,6 +264,7 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
                          queue_.front().batch_seq(),
                          queue_[st.batches - 1].batch_seq(),
                          policy_version_,
+                         {},
                          {}};
   for (auto& [p, range] : st.ranges) written.ranges.push_back(range);
   written.batches = std::move(st.batch_info);

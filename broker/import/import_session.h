@@ -78,8 +78,8 @@ struct WrittenBatch {
   int64_t first_offset = 0;
   int64_t last_offset = 0;
   uint64_t records = 0;
-  uint64_t bytes = 0;      // the serialized RecordBatch
-  std::string sha256;      // audit::BatchDigest of its records; empty unless digest_batches
+  uint64_t bytes = 0;  // the serialized RecordBatch
+  std::string sha256;  // audit::BatchDigest of its records; empty unless digest_batches
   std::string policy_version;
 };
 struct WrittenBatches {
