@@ -111,8 +111,10 @@ class Parser {
 };
 
 // The host name and the listen port: distinct for nodes on one host and across hosts, and
-// stable across restarts where host names are (set `instance` where they are not).
-std::string DefaultInstance(const std::string& listen) {
+// stable across restarts where host names are (set `instance` where they are not). A listen
+// port of 0 (any free port) says nothing about the node, so the absolute path of its
+// configuration file stands in for it: stable across restarts, distinct per node file.
+std::string DefaultInstance(const std::string& listen, const std::string& config_path) {
   char host[256] = {0};
   if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
     std::snprintf(host, sizeof(host), "host");
@@ -122,7 +124,15 @@ std::string DefaultInstance(const std::string& listen) {
     out.push_back(absl::ascii_isalnum(static_cast<unsigned char>(*c)) || *c == '-' ? *c : '_');
   }
   const size_t colon = listen.rfind(':');
-  return absl::StrCat(out, "-", colon == std::string::npos ? listen : listen.substr(colon + 1));
+  const std::string port = colon == std::string::npos ? listen : listen.substr(colon + 1);
+  if (port != "0") return absl::StrCat(out, "-", port);
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(config_path, ec);
+  const std::string key = ec ? config_path : abs.lexically_normal().string();
+  // FNV-1a 64: a short, stable name for the path (not a security boundary).
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ULL;
+  return absl::StrCat(out, "-0-", absl::Hex(h, absl::kZeroPad16));
 }
 
 absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
@@ -154,16 +164,13 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   auto instance = String(root, "instance", "", false);
   if (!instance.ok()) return instance.status();
   if (!instance->empty()) {
-    const bool valid = std::all_of(instance->begin(), instance->end(), [](char c) {
-      return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-    });
-    if (!valid || instance->size() > 100) {
+    if (!IsValidInstance(*instance)) {
       return Error(root["instance"], "instance",
                    "must be 1-100 letters, digits, '-', '_' or '.' (it names Kafka producers)");
     }
     config.instance = *instance;
   } else {
-    config.instance = DefaultInstance(config.listen);
+    config.instance = DefaultInstance(config.listen, path_);
   }
 
   auto admin = String(root, "admin", "", false);
@@ -405,6 +412,14 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
 }
 
 }  // namespace
+
+bool IsValidInstance(absl::string_view instance) {
+  return !instance.empty() && instance.size() <= 100 &&
+         std::all_of(instance.begin(), instance.end(), [](char c) {
+           return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                  c == '.';
+         });
+}
 
 bool IsValidNodeName(absl::string_view name) {
   if (name.empty() || name.size() > 63) return false;

@@ -77,5 +77,7 @@ absl::StatusOr<NodeConfig> ParseNodeConfig(const std::string& yaml_text, const s
 // A node or peer name: lowercase letters, digits and '-', 1 to 63 characters, since it becomes
 // the prefix of topic names at peers.
 bool IsValidNodeName(absl::string_view name);
+// 1-100 of [A-Za-z0-9._-]: it names Kafka transactional producers.
+bool IsValidInstance(absl::string_view instance);
 
 }  // namespace uop::broker

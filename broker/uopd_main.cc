@@ -48,11 +48,13 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape): none ar
         {{"message", args->message}, {"source", absl::StrCat(args->file, ":", args->line)}});
   });
   CLI::App app{"uopd: Urban Open Platform federation broker"};
-  std::string config_path, ready_file;
+  std::string config_path, ready_file, instance;
   bool check_only = false;
   app.add_option("-c,--config", config_path, "Node configuration (YAML)")->required();
   app.add_option("--ready-file", ready_file,
                  "Write {federation, admin, kafka_bootstrap, pid} as JSON here once serving");
+  app.add_option("--instance", instance,
+                 "This node among the city's nodes of the same name (overrides 'instance')");
   app.add_flag("--check", check_only, "Validate the configuration and policies, then exit");
   CLI11_PARSE(app, argc, argv);
 
@@ -68,6 +70,13 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape): none ar
   if (!config.ok()) {
     std::fprintf(stderr, "uopd: %s\n", std::string(config.status().message()).c_str());
     return 2;
+  }
+  if (!instance.empty()) {
+    if (!uop::broker::IsValidInstance(instance)) {
+      std::fprintf(stderr, "uopd: --instance: must be 1-100 letters, digits, '-', '_' or '.'\n");
+      return 2;
+    }
+    config->instance = instance;
   }
   const std::string node_name = config->node;
   if (check_only) {

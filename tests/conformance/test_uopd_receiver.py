@@ -4,7 +4,8 @@ Ack, Credit, heartbeats), what it writes into its Kafka, where it resumes, and h
 owner that breaks the rules (docs/protocol.md §5 to §7 and §11).
 
 The owner's resume tokens here are its own opaque bytes (not uopd's format): a receiver must
-return them unchanged. The offer has 2 partitions; each test scripts the stream(s) it needs.
+return them unchanged. The offer has 2 partitions; uopd pulls both on one stream (one per
+dataset), and each test scripts the stream(s) it needs.
 """
 
 from __future__ import annotations
@@ -44,19 +45,13 @@ class Receiver:
             "tallinn", kafka_bootstrap=self.kafka.bootstrap,
             peers=[Peer("helsinki", ca=pki / "helsinki" / "ca.pem",
                         identity="uopd.helsinki.example", address=self.owner.address)])
-        self._pending: dict[int, list[tuple[OwnerStream, object]]] = {}
 
-    def stream(self, partition: int, timeout: float = 60) -> tuple[OwnerStream, object]:
-        """The next stream the receiver opens that covers `partition`, with its Subscribe (uopd
-        opens one stream per dataset, listing every partition it holds)."""
-        deadline = time.monotonic() + scaled(timeout)
-        while not self._pending.get(partition):
-            s = self.owner.next_stream(max(0.0, deadline - time.monotonic()))
-            sub = s.recv_kind("subscribe", scaled(10), skip=())
-            assert len(sub.partitions) >= 1, sub
-            for start in sub.partitions:
-                self._pending.setdefault(start.partition, []).append((s, sub))
-        return self._pending[partition].pop(0)
+    def stream(self, timeout: float = 60) -> tuple[OwnerStream, object]:
+        """The next stream the receiver opens, with its Subscribe. uopd opens one stream per
+        dataset and lists every partition of it that it holds (here both)."""
+        s = self.owner.next_stream(scaled(timeout))
+        sub = s.recv_kind("subscribe", scaled(10), skip=())
+        return s, sub
 
     def mirror(self, partition: int) -> list[dict]:
         """The records of the mirror partition: offset, key, value (None = null), headers."""
@@ -82,8 +77,8 @@ class Receiver:
                     offsets.append(int(kv.split("=", 1)[1]))
         return offsets
 
-    def retries(self, partition: int) -> list[dict]:
-        return self.node.events("import_subscription_retry", partition=str(partition))
+    def retries(self) -> list[dict]:
+        return self.node.events("import_subscription_retry", topic=TOPIC)
 
 
 @pytest.fixture
@@ -136,17 +131,17 @@ def wait_acked(s: OwnerStream, through: int, timeout: float = 30) -> tuple[int, 
 
 # ----------------------------------------------------------------------- ListOffers and Subscribe
 
-def test_receiver_lists_offers_then_subscribes_each_partition_from_its_start(receiver: Receiver):
-    subs = {p: receiver.stream(p)[1] for p in range(PARTITIONS)}
+def test_receiver_lists_offers_then_subscribes_every_partition_from_its_start(receiver: Receiver):
+    _, sub = receiver.stream()
     calls = receiver.owner.list_offers_calls
     assert calls and (calls[0].hello.node, calls[0].hello.protocol_version) == ("tallinn", 1)
-    for p, sub in subs.items():
-        assert (sub.hello.node, sub.hello.protocol_version, sub.hello.software) == (
-            "tallinn", 1, "uopd/0.1.0")
-        assert sub.topic == TOPIC
-        assert [(s.partition, s.resume_token) for s in sub.partitions] == [(p, b"")]
-        assert (sub.initial_credit.batches, sub.initial_credit.bytes) == (WINDOW_BATCHES,
-                                                                          WINDOW_BYTES)
+    assert (sub.hello.node, sub.hello.protocol_version, sub.hello.software) == (
+        "tallinn", 1, "uopd/0.1.0")
+    assert sub.topic == TOPIC
+    # One stream for the dataset, listing every partition; the window scales with them.
+    assert [(s.partition, s.resume_token) for s in sub.partitions] == [(0, b""), (1, b"")]
+    assert (sub.initial_credit.batches, sub.initial_credit.bytes) == (
+        WINDOW_BATCHES * PARTITIONS, WINDOW_BYTES * PARTITIONS)
 
 
 def test_owner_hello_naming_another_node_is_refused_before_any_stream(cluster: Cluster):
@@ -164,7 +159,7 @@ def test_owner_hello_naming_another_node_is_refused_before_any_stream(cluster: C
 
 def test_receiver_writes_provenance_then_acks_and_returns_exactly_the_credit_charged(
         receiver: Receiver):
-    s, _ = receiver.stream(1)
+    s, _ = receiver.stream()
     s.send(subscribed=receiver.owner.subscribed(TOPIC, PARTITIONS))
     b1 = peer.pb.RecordBatch(batch_seq=1, partition=1, policy_version="sha256:00000000000000aa",
                              high_watermark=7, records=[
@@ -193,14 +188,14 @@ def test_receiver_writes_provenance_then_acks_and_returns_exactly_the_credit_cha
 
 
 def test_receiver_resumes_with_the_owners_opaque_token_and_drops_replays(receiver: Receiver):
-    s, _ = receiver.stream(0)
+    s, _ = receiver.stream()
     s.send(subscribed=receiver.owner.subscribed(TOPIC, PARTITIONS))
     opaque = b"\x00\xffopaque\x01"  # not UTF-8, not uopd's format: only the owner knows it
     s.send(batch=batch(1, 0, [0, 1, 2, 3], token=opaque))
     assert wait_acked(s, 1)[0] == 1
     s.abort(grpc.StatusCode.UNAVAILABLE, "conformance owner restarts")
-    again, sub = receiver.stream(0)
-    assert [(p.partition, p.resume_token) for p in sub.partitions] == [(0, opaque)]
+    again, sub = receiver.stream()
+    assert [(p.partition, p.resume_token) for p in sub.partitions] == [(0, opaque), (1, b"")]
     again.send(subscribed=receiver.owner.subscribed(TOPIC, PARTITIONS))
     # At least once: the owner replays 2 and 3 before the new 4 and 5.
     again.send(batch=batch(1, 0, [2, 3, 4, 5]))
@@ -221,17 +216,18 @@ def _refused(receiver: Receiver, s: OwnerStream, partition: int, reason: str, *,
     assert s.cancelled_by_client
     acks = [m.ack.through_batch_seq for _, m in s.received if m.WhichOneof("body") == "ack"]
     assert max(acks, default=0) <= 1, acks
-    retry = wait_until(lambda: receiver.retries(partition), 20, "import_subscription_retry")
+    retry = wait_until(lambda: receiver.retries(), 20, "import_subscription_retry")
     assert retry[0]["reason"] == reason, retry[0]
-    _, sub = receiver.stream(partition)
-    assert [(p.partition, p.resume_token) for p in sub.partitions] == [(partition, last_token)]
+    _, sub = receiver.stream()
+    tokens = {p.partition: p.resume_token for p in sub.partitions}
+    assert tokens == {p: last_token if p == partition else b"" for p in range(PARTITIONS)}
     assert receiver.origin_offsets(partition) == written
 
 
 VIOLATIONS = {
     # name: (bad batch after a good batch 1 of offsets 0..1 on partition 0, documented reason)
-    "unsubscribed-partition": (lambda: batch(2, 1, [0, 1]),
-                               "owner sent a batch for partition 1, which this stream did not "
+    "unsubscribed-partition": (lambda: batch(2, 2, [0, 1]),
+                               "owner sent a batch for partition 2, which this stream did not "
                                "subscribe"),
     "batch-seq-jump": (lambda: batch(3, 0, [2, 3]), "owner sent batch_seq 3 after 1"),
     "offsets-backwards": (lambda: batch(2, 0, [1, 2]),
@@ -246,7 +242,7 @@ VIOLATIONS = {
 ])
 def test_receiver_refuses_a_batch_that_breaks_the_stream_rules(receiver: Receiver, violation: str):
     make_bad, reason = VIOLATIONS[violation]
-    s, _ = receiver.stream(0)
+    s, _ = receiver.stream()
     s.send(subscribed=receiver.owner.subscribed(TOPIC, PARTITIONS))
     s.send(batch=batch(1, 0, [0, 1]))
     assert wait_acked(s, 1)[0] == 1
@@ -257,36 +253,36 @@ def test_receiver_refuses_a_batch_that_breaks_the_stream_rules(receiver: Receive
 @pytest.mark.parametrize("first", ["batch", "wrong-partition-count"])
 def test_receiver_refuses_an_owner_that_does_not_answer_subscribed_first(receiver: Receiver,
                                                                           first: str):
-    s, _ = receiver.stream(0)
+    s, _ = receiver.stream()
     if first == "batch":
         s.send(batch=batch(1, 0, [0]))
     else:
         s.send(subscribed=receiver.owner.subscribed(TOPIC, PARTITIONS + 1))
         s.send(batch=batch(1, 0, [0]))
     assert s.closed.wait(scaled(20)) and s.cancelled_by_client
-    retry = wait_until(lambda: receiver.retries(0), 20, "import_subscription_retry")
+    retry = wait_until(lambda: receiver.retries(), 20, "import_subscription_retry")
     assert retry[0]["reason"] == \
         "owner answered subscribe with an unexpected message or partition count", retry[0]
     assert not any(m.WhichOneof("body") in ("ack", "credit") for _, m in s.received)
-    receiver.stream(0)  # and it subscribes again
+    receiver.stream()  # and it subscribes again
     assert receiver.origin_offsets(0) == []
 
 
 def test_receiver_refuses_an_owner_that_exceeds_the_batch_credit(receiver: Receiver):
-    s, sub = receiver.stream(0)
+    s, sub = receiver.stream()
     s.send(subscribed=receiver.owner.subscribed(TOPIC, PARTITIONS))
     granted = sub.initial_credit.batches
     for seq in range(1, 3 * granted + 1):  # far beyond the window, without waiting for credit
         s.send(batch=batch(seq, 0, [seq]))
     assert s.closed.wait(scaled(20)) and s.cancelled_by_client
-    retry = wait_until(lambda: receiver.retries(0), 20, "import_subscription_retry")
+    retry = wait_until(lambda: receiver.retries(), 20, "import_subscription_retry")
     assert retry[0]["reason"] == "owner exceeded the granted credit", retry[0]
 
 
 # ----------------------------------------------------------------------------- liveness
 
 def test_receiver_heartbeats_when_idle_and_any_owner_message_keeps_it_alive(receiver: Receiver):
-    s, _ = receiver.stream(0)
+    s, _ = receiver.stream()
     s.send(subscribed=receiver.owner.subscribed(TOPIC, PARTITIONS))
     start = time.monotonic()
     heartbeats = []
@@ -307,7 +303,7 @@ def test_receiver_heartbeats_when_idle_and_any_owner_message_keeps_it_alive(rece
 
 def test_receiver_drops_a_silent_owner_after_the_dead_peer_timeout_from_subscribed(
         receiver: Receiver):
-    s, _ = receiver.stream(0)
+    s, _ = receiver.stream()
     s.send(subscribed=receiver.owner.subscribed(TOPIC, PARTITIONS))
     sent_at = time.monotonic()
     assert s.closed.wait(scaled(DEAD + 5)) and s.cancelled_by_client
@@ -316,7 +312,7 @@ def test_receiver_drops_a_silent_owner_after_the_dead_peer_timeout_from_subscrib
     # a noticeable time, which they do not on dev-kafka.
     elapsed = s.closed_at - sent_at
     assert DEAD - 0.1 <= elapsed <= scaled(DEAD + 2), elapsed
-    retry = wait_until(lambda: receiver.retries(0), 20, "import_subscription_retry")
+    retry = wait_until(lambda: receiver.retries(), 20, "import_subscription_retry")
     assert retry[0]["reason"] == "no message from helsinki within the dead-peer timeout", retry[0]
 
 
@@ -339,7 +335,7 @@ def test_grpcio_owner_checks_identity_per_peer_after_the_handshake(cluster: Clus
     riga = PeerTrust("riga", (pki / "bad" / "other-ca.pem").read_bytes(), "uopd.riga.example")
     r = Receiver(cluster, extra_peers=(riga,))
     try:
-        r.stream(0)  # the real tallinn passes the check
+        r.stream()  # the real tallinn passes the check
         ch = receiver_channel(r.owner.address, ca=pki / "helsinki" / "ca.pem",
                               cert=pki / f"{cert}.pem", key=pki / f"{cert}.key",
                               identity="uopd.helsinki.example")

@@ -183,7 +183,9 @@ class UopdNode(Proc):
     def __init__(self, name: str, config: Path, logdir: Path) -> None:
         self.config = config
         self.ready_path = logdir / f"{name}.ready.json"
-        super().__init__(name, [BIN_DIR / "uopd", "--config", config,
+        # Nodes sharing a config on one host stand for nodes on different hosts: --instance
+        # tells them apart as different host names would.
+        super().__init__(name, [BIN_DIR / "uopd", "--config", config, "--instance", name,
                                 "--ready-file", self.ready_path], logdir)
         self.ready: dict = {}
         self.instances: list[int] = []  # pid of every incarnation, in order

@@ -145,6 +145,35 @@ TEST_F(ConfigTest, LinkTimeoutMustExceedHeartbeat) {
   EXPECT_THAT(config.status().message(), HasSubstr("link.dead_peer_timeout_ms"));
 }
 
+TEST_F(ConfigTest, InstanceNamesThisNodeAmongTheCitysNodes) {
+  std::string yaml = kValid;
+  // Default: host name and listen port.
+  auto config = Parse(yaml);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_THAT(config->instance, ::testing::EndsWith("-7443"));
+  // Port 0 says nothing about the node: the config file's path tells two nodes apart and stays
+  // the same across restarts.
+  yaml.replace(yaml.find("0.0.0.0:7443"), 12, "127.0.0.1:0");
+  auto a = ParseNodeConfig(yaml, (dir_ / "node-a.yaml").string());
+  auto a_again = ParseNodeConfig(yaml, (dir_ / "node-a.yaml").string());
+  auto b = ParseNodeConfig(yaml, (dir_ / "node-b.yaml").string());
+  ASSERT_TRUE(a.ok() && a_again.ok() && b.ok());
+  EXPECT_EQ(a->instance, a_again->instance);
+  EXPECT_NE(a->instance, b->instance);
+  EXPECT_THAT(a->instance, ::testing::HasSubstr("-0-"));
+  // Set explicitly: used as is, validated.
+  std::string set = kValid;
+  set.insert(set.find("listen:"), "instance: hel-a.1\n");
+  config = Parse(set);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->instance, "hel-a.1");
+  std::string bad = kValid;
+  bad.insert(bad.find("listen:"), "instance: \"a b\"\n");
+  config = Parse(bad);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("node.yaml:2:11: key 'instance'"));
+}
+
 TEST(NodeNameTest, Rules) {
   EXPECT_TRUE(IsValidNodeName("helsinki"));
   EXPECT_TRUE(IsValidNodeName("tallinn-2"));
