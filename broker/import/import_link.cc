@@ -270,7 +270,14 @@ absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportStream::Recov
 }
 
 void ImportStream::Setup() {
-  absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> checkpoints = Recover();
+  absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> checkpoints =
+      absl::UnavailableError("not recovered");
+  if (link_.audit != nullptr && !link_.audit->Health().ok()) {
+    // Fail closed: no stream while the audit log cannot write; retried after the backoff.
+    checkpoints = absl::UnavailableError(link_.audit->Health().message());
+  } else {
+    checkpoints = Recover();
+  }
   std::shared_ptr<ReplicateCall> begin;
   fed::ReceiverMessage subscribe;
   std::unique_ptr<ImportSession> old_session;
@@ -294,7 +301,8 @@ void ImportStream::Setup() {
     const int n = static_cast<int>(partitions_.size());
     const LinkTuning& tuning = link_.config->link;
     session_ = std::make_unique<ImportSession>(
-        ImportSession::Options{tuning.window_batches * n, tuning.window_bytes * n},
+        ImportSession::Options{tuning.window_batches * n, tuning.window_bytes * n,
+                               link_.audit != nullptr},
         link_.peer->name, offer_.topic(), *std::move(checkpoints), core::Clock::Real());
     reported_ = ImportSession::Stats();
     failure_ = absl::OkStatus();
@@ -738,12 +746,18 @@ void LinkWriter::WriteRound() {
 
 PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
                    const std::shared_ptr<const PeerAuthenticator>& auth, kafka::Env* kafka,
-                   core::Metrics* metrics)
+                   core::Metrics* metrics, NodeAudit* audit)
     : config_(config),
       peer_(peer),
       kafka_(kafka),
       metrics_(metrics),
-      group_id_(absl::StrCat("uop-import.", config.node, ".", peer.name)) {
+      group_id_(absl::StrCat("uop-import.", config.node, ".", peer.name)),
+      audit_(audit) {
+  if (audit_ != nullptr) {
+    // Receipts only for an owner whose audit key we have: it has ours too (docs/protocol.md).
+    log_audit_ = std::make_unique<LogImportAudit>(
+        audit_, audit_->PeerKey(peer.name) != nullptr ? &audit_->signer() : nullptr);
+  }
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(config.link.reconnect_backoff_initial.count()));
@@ -764,7 +778,7 @@ PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
         absl::MutexLock lock(&metadata_mu_);
         return group_metadata_;
       },
-      &no_audit_);
+      log_audit_ != nullptr ? static_cast<AuditSink*>(log_audit_.get()) : &no_audit_);
   setup_ = std::make_unique<core::ThreadPool>(2);
 }
 
@@ -803,6 +817,7 @@ void PeerLink::Stop() {
 void PeerLink::RunOffers() {
   core::Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
   fed::Federation::Stub stub(channel_);
+  int audited_state = -1;  // what the audit log last heard: -1 nothing, 0 down, 1 up
   while (true) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -820,8 +835,17 @@ void PeerLink::RunOffers() {
         log::Info("link_up", {{"peer", peer_.name},
                               {"address", peer_.address},
                               {"offers", std::to_string(response.offers_size())}});
+        if (audit_ != nullptr) {
+          audit::Entry up;
+          up.type = audit::EntryType::kLinkUp;
+          up.peer = peer_.name;
+          up.identity = peer_.identity;  // the certificate was checked against it
+          up.reason = absl::StrCat("receiver link to ", peer_.address);
+          audit_->AppendAsync(up);
+        }
       }
       link_up_->Set(1);
+      audited_state = 1;
       offers_->Set(response.offers_size());
       backoff.Reset();
       std::map<std::string, int> topics;  // of offers we have no dataset for yet
@@ -886,6 +910,19 @@ void PeerLink::RunOffers() {
                               {"address", peer_.address},
                               {"reason", status.error_message()},
                               {"code", std::to_string(status.error_code())}});
+      if (audit_ != nullptr && audited_state != 0) {
+        audit::Entry down;
+        down.type = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                            status.error_code() == grpc::StatusCode::UNAUTHENTICATED
+                        ? audit::EntryType::kLinkRefused
+                        : audit::EntryType::kLinkDown;
+        down.peer = peer_.name;
+        down.identity = peer_.identity;
+        down.reason = status.error_message().empty() ? absl::StrCat("code ", status.error_code())
+                                                     : status.error_message();
+        audit_->AppendAsync(down);
+      }
+      audited_state = 0;
       link_up_->Set(0);
       wait = absl::FromChrono(backoff.Next());
     }
@@ -999,8 +1036,8 @@ void PeerLink::Reassign(Dataset* ds) {
     ds->stream.reset();
   }
   if (ds->assigned.empty() || stopping_) return;
-  LinkContext link{&config_, &peer_,        channel_,     kafka_,
-                   metrics_, writer_.get(), setup_.get(), group_id_};
+  LinkContext link{&config_,      &peer_,       channel_,  kafka_, metrics_,
+                   writer_.get(), setup_.get(), group_id_, audit_};
   ds->stream = std::make_unique<ImportStream>(
       link, ds->offer, std::vector<int32_t>(ds->assigned.begin(), ds->assigned.end()));
   ds->stream->Start();

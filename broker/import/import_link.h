@@ -29,8 +29,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "broker/config.h"
+#include "broker/import/import_audit.h"
 #include "broker/import/import_session.h"
 #include "broker/import/kafka_transactional_sink.h"
+#include "broker/node_audit.h"
 #include "broker/peer_identity.h"
 #include "core/backoff.h"
 #include "core/metrics.h"
@@ -53,6 +55,7 @@ struct LinkContext {
   LinkWriter* writer = nullptr;
   core::ThreadPool* setup = nullptr;  // recovery and subscription work
   std::string group_id;               // the link's import group (positions live there)
+  NodeAudit* audit = nullptr;         // null: no audit log
 };
 
 // One Replicate stream: one dataset, the partitions of it this node holds. Attempts follow each
@@ -211,9 +214,10 @@ class LinkWriter {
 // ImportStream per dataset with partitions assigned to this node.
 class PeerLink {
  public:
+  // `audit` (null: none) must outlive the link.
   PeerLink(const NodeConfig& config, const PeerConfig& peer,
            const std::shared_ptr<const PeerAuthenticator>& auth, kafka::Env* kafka,
-           core::Metrics* metrics);
+           core::Metrics* metrics, NodeAudit* audit);
   ~PeerLink();
   void Start();
   void Stop();
@@ -248,7 +252,9 @@ class PeerLink {
   const std::string group_id_;
   core::MetricValue* link_up_;
   core::MetricValue* offers_;
+  NodeAudit* audit_;
   NoAuditSink no_audit_;
+  std::unique_ptr<LogImportAudit> log_audit_;
 
   absl::Mutex metadata_mu_;
   std::string group_metadata_ ABSL_GUARDED_BY(metadata_mu_);
