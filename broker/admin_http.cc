@@ -9,7 +9,7 @@
 
 namespace uop::broker {
 
-AdminServer::AdminServer(core::Metrics* metrics, std::function<bool()> ready)
+AdminServer::AdminServer(core::Metrics* metrics, std::function<absl::Status()> ready)
     : metrics_(metrics), ready_(std::move(ready)), server_(std::make_unique<httplib::Server>()) {}
 
 AdminServer::~AdminServer() { Stop(); }
@@ -28,9 +28,11 @@ absl::StatusOr<std::string> AdminServer::Start(const std::string& address) {
     res.set_content("ok\n", "text/plain");
   });
   server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    const bool ready = ready_();
-    res.status = ready ? 200 : 503;
-    res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+    const absl::Status ready = ready_();
+    res.status = ready.ok() ? 200 : 503;
+    res.set_content(
+        ready.ok() ? std::string("ready\n") : absl::StrCat("not ready: ", ready.message(), "\n"),
+        "text/plain");
   });
   int bound = port;
   if (port == 0) {

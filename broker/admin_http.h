@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace httplib {
@@ -22,7 +23,8 @@ namespace uop::broker {
 // Serves on its own thread from Start() until Stop(). `metrics` must outlive it.
 class AdminServer {
  public:
-  AdminServer(core::Metrics* metrics, std::function<bool()> ready);
+  // `ready`: OK when ready; otherwise why not, which /readyz answers with (503).
+  AdminServer(core::Metrics* metrics, std::function<absl::Status()> ready);
   ~AdminServer();
   // Binds `host:port` (port 0: any free port); returns the bound "host:port".
   absl::StatusOr<std::string> Start(const std::string& address);
@@ -30,7 +32,7 @@ class AdminServer {
 
  private:
   core::Metrics* metrics_;
-  std::function<bool()> ready_;
+  std::function<absl::Status()> ready_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "audit/keys.h"
 #include "yaml-cpp/yaml.h"
 
 namespace uop::broker {
@@ -136,9 +137,9 @@ std::string DefaultInstance(const std::string& listen, const std::string& config
 
 absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   if (!root.IsMap()) return Error(root, "(top level)", "expected a mapping");
-  if (absl::Status s = CheckKeys(
-          root, "",
-          {"node", "instance", "listen", "admin", "tls", "peers", "kafka", "policies", "link"});
+  if (absl::Status s = CheckKeys(root, "",
+                                 {"node", "instance", "listen", "admin", "tls", "peers", "kafka",
+                                  "policies", "link", "audit"});
       !s.ok()) {
     return s;
   }
@@ -199,7 +200,8 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
       const YAML::Node p = peers[i];
       const std::string where = absl::StrCat("peers[", i, "]");
       if (!p.IsMap()) return Error(p, where, "expected a mapping");
-      if (absl::Status s = CheckKeys(p, where, {"name", "address", "ca", "identity"}); !s.ok()) {
+      if (absl::Status s = CheckKeys(p, where, {"name", "address", "ca", "identity", "audit_key"});
+          !s.ok()) {
         return s;
       }
       PeerConfig peer;
@@ -226,6 +228,26 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
       auto identity = String(p, "identity", where, true);
       if (!identity.ok()) return identity.status();
       peer.identity = *identity;
+      if (p["audit_key"].IsDefined() && !p["audit_key"].IsNull()) {
+        auto file = File(p, "audit_key", where);
+        if (!file.ok()) return file.status();
+        std::ifstream in(*file);
+        std::stringstream text;
+        text << in.rdbuf();
+        const std::string vkey(absl::StripAsciiWhitespace(text.str()));
+        absl::StatusOr<audit::Verifier> verifier = audit::Verifier::FromVkey(vkey);
+        if (!verifier.ok()) {
+          return Error(p["audit_key"], where + ".audit_key",
+                       absl::StrCat(*file, " is not an audit verifier key (vkey): ",
+                                    verifier.status().message()));
+        }
+        if (verifier->name() != peer.name) {
+          return Error(p["audit_key"], where + ".audit_key",
+                       absl::StrCat(*file, " is the key of '", verifier->name(), "', not of '",
+                                    peer.name, "'"));
+        }
+        peer.audit_vkey = vkey;
+      }
       config.peers.push_back(std::move(peer));
     }
   }
@@ -338,6 +360,53 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
     if (t.dead_peer_timeout <= t.heartbeat_interval) {
       return Error(link, "link.dead_peer_timeout_ms", "must be longer than heartbeat_interval_ms");
     }
+  }
+  const YAML::Node audit = root["audit"];
+  if (audit.IsDefined() && !audit.IsNull()) {
+    if (!audit.IsMap()) return Error(audit, "audit", "expected a mapping");
+    if (absl::Status s = CheckKeys(audit, "audit",
+                                   {"dir", "key", "checkpoint_every_entries",
+                                    "checkpoint_interval_ms", "max_segment_bytes"});
+        !s.ok()) {
+      return s;
+    }
+    AuditConfig a;
+    auto dir = String(audit, "dir", "audit", true);
+    if (!dir.ok()) return dir.status();
+    std::filesystem::path dir_path(*dir);
+    if (dir_path.is_relative()) dir_path = base_dir_ / dir_path;
+    dir_path = dir_path.lexically_normal();
+    if (!dir_path.has_filename()) dir_path = dir_path.parent_path();
+    if (std::filesystem::exists(dir_path, ec) && !std::filesystem::is_directory(dir_path, ec)) {
+      return Error(audit["dir"], "audit.dir", absl::StrCat("not a directory: ", dir_path.string()));
+    }
+    a.dir = dir_path.string();
+    auto key = File(audit, "key", "audit");
+    if (!key.ok()) return key.status();
+    {
+      std::ifstream in(*key);
+      std::stringstream pem;
+      pem << in.rdbuf();
+      absl::StatusOr<std::unique_ptr<audit::Signer>> signer =
+          audit::Signer::FromPem(config.node, pem.str());
+      if (!signer.ok()) {
+        return Error(audit["key"], "audit.key",
+                     absl::StrCat(*key, " is not an Ed25519 private key (PKCS#8 PEM): ",
+                                  signer.status().message()));
+      }
+    }
+    a.key_file = *key;
+    auto every = Integer(audit, "checkpoint_every_entries", "audit", 1000, 1, 100000000);
+    if (!every.ok()) return every.status();
+    a.checkpoint_every_entries = static_cast<uint64_t>(*every);
+    auto interval = Integer(audit, "checkpoint_interval_ms", "audit", 10000, 100, 86400000);
+    if (!interval.ok()) return interval.status();
+    a.checkpoint_interval = std::chrono::milliseconds(*interval);
+    auto segment =
+        Integer(audit, "max_segment_bytes", "audit", int64_t{64} << 20, 4096, int64_t{1} << 40);
+    if (!segment.ok()) return segment.status();
+    a.max_segment_bytes = static_cast<uint64_t>(*segment);
+    config.audit = std::move(a);
   }
   return config;
 }

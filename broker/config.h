@@ -23,6 +23,19 @@ struct PeerConfig {
   std::string address;   // host:port to pull from; empty: we never dial this peer
   std::string ca_file;   // trust anchor for this peer only
   std::string identity;  // SAN (DNS name or URI) the peer's certificate must carry
+  // The peer's audit verifier key (C2SP vkey, named after the peer), read from the file
+  // `audit_key` names; empty: none configured. With one, receipts from this peer are required
+  // and verified, and we sign receipts for its batches (checkpoint witnessing is not wired yet).
+  std::string audit_vkey;
+};
+
+// The node's tamper-evident audit log (docs/audit.md); absent: no audit log.
+struct AuditConfig {
+  std::string dir;       // the log's directory, created if missing
+  std::string key_file;  // the node's Ed25519 audit key (PKCS#8 PEM, `uopctl audit keygen`)
+  uint64_t checkpoint_every_entries = 1000;
+  std::chrono::milliseconds checkpoint_interval{10000};
+  uint64_t max_segment_bytes = uint64_t{64} << 20;  // a new segment file starts beyond this
 };
 
 using EmbeddedKafkaConfig = kafka::EmbeddedConfig;
@@ -51,6 +64,7 @@ struct NodeConfig {
   KafkaConfig kafka;
   std::string policies_dir;  // resolved against the config file's directory
   LinkTuning link;
+  std::optional<AuditConfig> audit;
 
   const PeerConfig* FindPeer(absl::string_view name) const;
 };

@@ -3,6 +3,12 @@
 
 #include <grpcpp/health_check_service_interface.h>
 
+#include <openssl/sha.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "broker/peer_identity.h"
 #include "broker/tls_listener.h"
@@ -10,17 +16,78 @@
 
 namespace uop::broker {
 
+namespace {
+
+// "sha256:<hex>" of the config file as read, for the config_change entry.
+std::string ConfigHash(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return absl::StrCat("sha256:", absl::BytesToHexString(absl::string_view(
+                                     reinterpret_cast<const char*>(digest), sizeof(digest))));
+}
+
+audit::Entry PeerKeyEntry(const PeerConfig& p) {
+  audit::Entry key;
+  key.type = audit::EntryType::kPeerKey;
+  key.peer = p.name;
+  key.payload = p.audit_vkey;
+  key.reason = "configured";
+  return key;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
   auto node = std::unique_ptr<Node>(new Node());
   node->config_ = std::move(config);
   const NodeConfig& cfg = node->config_;
 
+  // The audit log first: everything after this is recorded, and a node whose log cannot be
+  // opened does not exchange at all.
+  if (cfg.audit.has_value()) {
+    auto audit = NodeAudit::Open(cfg, &node->metrics_);
+    if (!audit.ok()) return audit.status();
+    node->audit_ = *std::move(audit);
+    audit::Entry start;
+    start.type = audit::EntryType::kNodeStart;
+    start.reason = std::string(kSoftware);
+    if (auto r = node->audit_->AppendAndWait(start); !r.ok()) return r.status();
+    audit::Entry loaded;
+    loaded.type = audit::EntryType::kConfigChange;
+    loaded.payload = ConfigHash(cfg.path);
+    loaded.reason = absl::StrCat("config loaded from ", cfg.path);
+    node->audit_->AppendAsync(loaded);
+    for (const PeerConfig& p : cfg.peers) {
+      if (p.audit_vkey.empty()) continue;
+      node->audit_->AppendAsync(PeerKeyEntry(p));
+    }
+  }
+
   std::set<std::string> peer_names;
   for (const PeerConfig& p : cfg.peers) peer_names.insert(p.name);
   auto policy = policy::PolicySnapshot::LoadDirectory(cfg.policies_dir, peer_names);
-  if (!policy.ok()) return policy.status();
+  if (!policy.ok()) {
+    if (node->audit_ != nullptr) {
+      audit::Entry rejected;
+      rejected.type = audit::EntryType::kPolicyRejected;
+      rejected.reason = std::string(policy.status().message());
+      node->audit_->AppendAndWait(rejected).IgnoreError();
+    }
+    return policy.status();
+  }
   node->policy_.store(*policy);
   log::Info("policies_loaded", {{"dir", cfg.policies_dir}, {"version", (*policy)->version()}});
+  if (node->audit_ != nullptr) {
+    audit::Entry load;
+    load.type = audit::EntryType::kPolicyLoad;
+    load.policy_version = (*policy)->version();
+    load.reason = cfg.policies_dir;
+    node->audit_->AppendAsync(load);
+  }
 
   auto auth = PeerAuthenticator::Create(cfg);
   if (!auth.ok()) return auth.status();
@@ -33,7 +100,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
 
   Node* raw = node.get();
   node->export_service_ = std::make_unique<ExportService>(
-      cfg, *auth, [raw] { return raw->policies(); }, node->kafka_.get(), &node->metrics_);
+      cfg, *auth, [raw] { return raw->policies(); }, node->kafka_.get(), &node->metrics_,
+      node->audit_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   auto listener = TlsListener::Create(cfg.listen, *auth, &builder);
@@ -54,14 +122,20 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
 
   for (const PeerConfig& peer : cfg.peers) {
     if (peer.address.empty()) continue;
-    auto link = std::make_unique<PeerLink>(cfg, peer, *auth, node->kafka_.get(), &node->metrics_);
+    auto link = std::make_unique<PeerLink>(cfg, peer, *auth, node->kafka_.get(), &node->metrics_,
+                                           node->audit_.get());
     link->Start();
     node->links_.push_back(std::move(link));
   }
 
-  node->admin_ = std::make_unique<AdminServer>(&node->metrics_, [raw] {
-    // Ready: serving, and our Kafka answers.
-    return raw->ready_.load() && raw->kafka_->Reachable(2000);
+  node->admin_ = std::make_unique<AdminServer>(&node->metrics_, [raw]() -> absl::Status {
+    // Ready: serving, our Kafka answers, and the audit log can write (fail closed).
+    if (!raw->ready_.load()) return absl::UnavailableError("starting or stopping");
+    if (raw->audit_ != nullptr) {
+      if (absl::Status s = raw->audit_->Health(); !s.ok()) return s;
+    }
+    if (!raw->kafka_->Reachable(2000)) return absl::UnavailableError("Kafka does not answer");
+    return absl::OkStatus();
   });
   auto admin = node->admin_->Start(cfg.admin);
   if (!admin.ok()) return admin.status();
@@ -94,6 +168,13 @@ void Node::Shutdown() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (admin_) admin_->Stop();
   if (started_) log::Info("node_stopped", {{"node", config_.node}});
+  if (audit_ != nullptr) {
+    audit::Entry stop;
+    stop.type = audit::EntryType::kNodeStop;
+    stop.reason = started_ ? "shutdown" : "start failed";
+    audit_->AppendAndWait(stop).IgnoreError();
+    audit_.reset();  // signs a final checkpoint
+  }
 }
 
 Node::~Node() { Shutdown(); }

@@ -15,6 +15,7 @@
 #include "broker/config.h"
 #include "broker/export/export_service.h"
 #include "broker/import/import_link.h"
+#include "broker/node_audit.h"
 #include "broker/tls_listener.h"
 #include "core/metrics.h"
 #include "kafka/client.h"
@@ -38,6 +39,7 @@ class Node {
   Node() = default;
   NodeConfig config_;
   core::Metrics metrics_;
+  std::unique_ptr<NodeAudit> audit_;  // null without an audit section; outlives the sessions
   std::unique_ptr<kafka::Env> kafka_;
   // Published whole; readers load it without taking a lock of ours.
   std::atomic<std::shared_ptr<const policy::PolicySnapshot>> policy_;

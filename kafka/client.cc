@@ -270,9 +270,10 @@ std::map<std::string, absl::Status> Env::EnsureTopics(const std::map<std::string
     if (final) {
       for (const auto& [topic, partitions] : wanted) {
         if (!result.contains(topic)) {
-          result[topic] = counts.ok() ? absl::NotFoundError(absl::StrCat(
-                                            "topic ", topic, " did not show within 15 s"))
-                                      : counts.status();
+          result[topic] =
+              counts.ok()
+                  ? absl::NotFoundError(absl::StrCat("topic ", topic, " did not show within 15 s"))
+                  : counts.status();
         }
       }
       break;

@@ -4,6 +4,7 @@
 // cutting on the export workers.
 #include "broker/export/export_service.h"
 
+#include <deque>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -78,6 +79,15 @@ class ExportStream final : public grpc::ServerBidiReactor<fed::ReceiverMessage, 
   std::unique_ptr<RecordTransform> transform_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ExportSession> session_ ABSL_GUARDED_BY(mu_);
   fed::OwnerMessage write_msg_ ABSL_GUARDED_BY(mu_);
+  // With an audit log, batches wait here, in order with everything sent after them, until their
+  // batch_sent entry is durable.
+  struct Outgoing {
+    uint64_t id;
+    bool ready;
+    fed::OwnerMessage message;
+  };
+  std::deque<Outgoing> outbox_ ABSL_GUARDED_BY(mu_);
+  uint64_t outbox_ids_ ABSL_GUARDED_BY(mu_) = 0;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time finished_at_ ABSL_GUARDED_BY(mu_);
@@ -118,7 +128,31 @@ void ExportStream::OnReadDone(bool ok) {
   }
   absl::MutexLock lock(&mu_);
   if (finished_) return;
-  if (absl::Status s = session_->OnReceiverMessage(read_msg_); !s.ok()) {
+  std::vector<audit::Entry> to_log;
+  absl::Status s = session_->OnReceiverMessage(read_msg_, &to_log);
+  if (!to_log.empty() && service_->audit_ != nullptr) {
+    const uint64_t through = session_->acked_through();
+    const bool receipts = s.ok();
+    auto remaining = std::make_shared<std::atomic<size_t>>(to_log.size());
+    auto failed = std::make_shared<std::atomic<bool>>(false);
+    for (audit::Entry& e : to_log) {
+      service_->audit_->Append(
+          std::move(e), [self = shared_from_this(), through, receipts, remaining,
+                         failed](absl::StatusOr<audit::AppendResult> r) {
+            if (!r.ok()) failed->store(true);
+            if (remaining->fetch_sub(1) != 1) return;
+            absl::MutexLock lock(&self->mu_);
+            if (failed->load()) {
+              self->FinishLocked(
+                  grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               absl::StrCat("audit log cannot write: ", r.status().message())));
+            } else if (receipts && self->session_ != nullptr) {
+              self->session_->ReceiptsLogged(through);  // delivered from here on
+            }
+          });
+    }
+  }
+  if (!s.ok()) {
     log::Warn("export_protocol_violation",
               {{"peer", peer_}, {"topic", topic_}, {"reason", std::string(s.message())}});
     FinishLocked(ToGrpcStatus(s));
@@ -212,8 +246,27 @@ void ExportStream::Pump() {
     FinishLocked(ToGrpcStatus(s));
     return;
   }
+  NodeAudit* audit = service_->audit_;
+  if (audit != nullptr) {
+    if (absl::Status h = audit->Health(); !h.ok()) {
+      // Fail closed: nothing goes out unrecorded.
+      log::Warn("export_audit_unwritable",
+                {{"peer", peer_}, {"topic", topic_}, {"reason", std::string(h.message())}});
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(h.message())));
+      return;
+    }
+  }
   if (write_in_flight_) return;  // OnWriteDone schedules the next round
-  absl::StatusOr<std::optional<fed::OwnerMessage>> next = session_->Next();
+  if (!outbox_.empty() && outbox_.front().ready) {
+    write_msg_ = std::move(outbox_.front().message);
+    outbox_.pop_front();
+    write_in_flight_ = true;
+    StartWrite(&write_msg_);
+    return;
+  }
+  std::optional<audit::Entry> sent;
+  absl::StatusOr<std::optional<fed::OwnerMessage>> next =
+      session_->Next(audit != nullptr ? &sent : nullptr);
   if (!next.ok()) {
     log::Warn(
         "export_stream_failed",
@@ -222,6 +275,32 @@ void ExportStream::Pump() {
     return;
   }
   if (!next->has_value()) return;  // idle: a record, a read or the ticker schedules us again
+  if (sent.has_value()) {
+    // The batch goes out once its batch_sent entry is durable; meanwhile the next is cut.
+    const uint64_t id = ++outbox_ids_;
+    outbox_.push_back({id, false, std::move(**next)});
+    audit->Append(
+        *std::move(sent), [self = shared_from_this(), id](absl::StatusOr<audit::AppendResult> r) {
+          absl::MutexLock lock(&self->mu_);
+          if (!r.ok()) {
+            self->FinishLocked(
+                grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             absl::StrCat("audit log cannot write: ", r.status().message())));
+            return;
+          }
+          for (Outgoing& o : self->outbox_) {
+            if (o.id == id) o.ready = true;
+          }
+          self->Schedule();
+        });
+    Schedule();
+    return;
+  }
+  if (!outbox_.empty()) {
+    // After batches still waiting for the log (a heartbeat must not overtake them).
+    outbox_.push_back({++outbox_ids_, true, std::move(**next)});
+    return;
+  }
   write_msg_ = std::move(**next);
   write_in_flight_ = true;
   StartWrite(&write_msg_);
@@ -263,6 +342,7 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
   if (!peer.ok()) {
     log::Warn("subscribe_refused",
               {{"client", context_->peer()}, {"reason", std::string(peer.status().message())}});
+    service_->AuditRefused(context_, peer.status());
     return peer.status();
   }
   const std::string& topic = sub.topic();
@@ -344,9 +424,20 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
     if (!t.ok()) return t.status();
     transform = *std::move(t);
   }
-  ExportSession::Options options{tuning.batch_max_records, tuning.batch_max_bytes,
-                                 absl::FromChrono(tuning.heartbeat_interval),
-                                 absl::FromChrono(tuning.dead_peer_timeout)};
+  ExportSession::Options options;
+  options.batch_max_records = tuning.batch_max_records;
+  options.batch_max_bytes = tuning.batch_max_bytes;
+  options.heartbeat_interval = absl::FromChrono(tuning.heartbeat_interval);
+  options.dead_peer_timeout = absl::FromChrono(tuning.dead_peer_timeout);
+  if (NodeAudit* audit = service_->audit_; audit != nullptr) {
+    if (absl::Status h = audit->Health(); !h.ok()) return absl::UnavailableError(h.message());
+    options.audit = true;
+    // Receipts are required from peers whose audit key we have (docs/protocol.md).
+    options.receiver_key = audit->PeerKey(*peer);
+    options.node = service_->config_.node;
+    options.peer = *peer;
+    options.topic = topic;
+  }
   absl::MutexLock lock(&mu_);
   peer_ = *peer;
   topic_ = topic;
@@ -368,11 +459,12 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
 
 ExportService::ExportService(const NodeConfig& config,
                              std::shared_ptr<const PeerAuthenticator> auth, PolicyProvider policies,
-                             kafka::Env* kafka, core::Metrics* metrics)
+                             kafka::Env* kafka, core::Metrics* metrics, NodeAudit* audit)
     : config_(config),
       auth_(std::move(auth)),
       policies_(std::move(policies)),
       metrics_(metrics),
+      audit_(audit),
       partition_counts_([kafka] { return kafka->AllPartitionCounts(); },
                         [kafka](const std::string& topic) { return kafka->PartitionCount(topic); },
                         kPartitionCountsMaxAge, core::Clock::Real()),
@@ -442,6 +534,22 @@ void ExportService::Tick() {
   }
 }
 
+void ExportService::AuditRefused(grpc::CallbackServerContext* context, const absl::Status& why) {
+  if (audit_ == nullptr) return;
+  audit::Entry e;
+  e.type = audit::EntryType::kLinkRefused;
+  // What the caller presented: its address and, when it has one, its certificate's SAN.
+  std::string identity = context->peer();
+  if (std::shared_ptr<const grpc::AuthContext> auth = context->auth_context(); auth) {
+    for (const grpc::string_ref& san : auth->FindPropertyValues("x509_subject_alternative_name")) {
+      identity.append(" san=").append(san.data(), san.size());
+    }
+  }
+  e.identity = identity;
+  e.reason = std::string(why.message());
+  audit_->AppendAsync(std::move(e));
+}
+
 void ExportService::Stop() {
   stopping_.store(true);
   Tick();
@@ -491,6 +599,7 @@ grpc::ServerUnaryReactor* ExportService::ListOffers(grpc::CallbackServerContext*
     if (!peer.ok()) {
       log::Warn("offers_refused",
                 {{"client", context->peer()}, {"reason", std::string(peer.status().message())}});
+      AuditRefused(context, peer.status());
       reactor->Finish(ToGrpcStatus(peer.status()));
       return;
     }

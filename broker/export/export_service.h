@@ -18,6 +18,7 @@
 #include "broker/export/consumer_pool.h"
 #include "broker/export/partition_counts.h"
 #include "broker/grpc_status.h"
+#include "broker/node_audit.h"
 #include "broker/peer_identity.h"
 #include "core/metrics.h"
 #include "core/thread_pool.h"
@@ -38,8 +39,10 @@ class ExportStream;
 // Lifetime: Stop() ends the streams; the gRPC server must be shut down before destruction.
 class ExportService final : public uop::federation::v1::Federation::CallbackService {
  public:
+  // `audit` (null: no audit log) must outlive the service.
   ExportService(const NodeConfig& config, std::shared_ptr<const PeerAuthenticator> auth,
-                PolicyProvider policies, kafka::Env* kafka, core::Metrics* metrics);
+                PolicyProvider policies, kafka::Env* kafka, core::Metrics* metrics,
+                NodeAudit* audit = nullptr);
   ~ExportService() override;
 
   grpc::ServerUnaryReactor* ListOffers(grpc::CallbackServerContext* context,
@@ -61,11 +64,13 @@ class ExportService final : public uop::federation::v1::Federation::CallbackServ
   void Register(const std::shared_ptr<ExportStream>& stream);
   void Unregister(const ExportStream* stream);
   void Tick();  // heartbeats, dead peers, revocation, stop: every stream is looked at
+  void AuditRefused(grpc::CallbackServerContext* context, const absl::Status& why);
 
   const NodeConfig& config_;
   std::shared_ptr<const PeerAuthenticator> auth_;
   PolicyProvider policies_;
   core::Metrics* metrics_;
+  NodeAudit* audit_;
   std::atomic<bool> stopping_{false};
   PartitionCounts partition_counts_;  // ListOffers and Subscribe: one metadata request for all
   ConsumerPool consumers_;            // the Kafka consumers the streams read through, per peer

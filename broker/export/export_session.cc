@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "audit/receipt.h"
 #include "core/check.h"
 #include "core/provenance.h"
 
@@ -57,7 +58,8 @@ ExportSession::ExportSession(Options options, std::string policy_version,
   read_buffer_.reserve(static_cast<size_t>(options_.batch_max_records));
 }
 
-absl::Status ExportSession::OnReceiverMessage(const fed::ReceiverMessage& message) {
+absl::Status ExportSession::OnReceiverMessage(const fed::ReceiverMessage& message,
+                                              std::vector<audit::Entry>* to_log) {
   last_heard_ = clock_->Now();  // any message is a sign of life, even one we ignore
   switch (message.body_case()) {
     case fed::ReceiverMessage::kCredit:
@@ -65,7 +67,7 @@ absl::Status ExportSession::OnReceiverMessage(const fed::ReceiverMessage& messag
       byte_credit_ += static_cast<int64_t>(message.credit().bytes());
       return absl::OkStatus();
     case fed::ReceiverMessage::kAck:
-      return OnAck(message.ack().through_batch_seq());
+      return OnAck(message.ack(), to_log);
     case fed::ReceiverMessage::kHeartbeat:
       return absl::OkStatus();
     case fed::ReceiverMessage::kSubscribe:
@@ -76,7 +78,8 @@ absl::Status ExportSession::OnReceiverMessage(const fed::ReceiverMessage& messag
   return absl::OkStatus();
 }
 
-absl::Status ExportSession::OnAck(uint64_t through) {
+absl::Status ExportSession::OnAck(const fed::Ack& ack, std::vector<audit::Entry>* to_log) {
+  const uint64_t through = ack.through_batch_seq();
   if (through > last_sent_seq()) {
     return absl::InvalidArgumentError(absl::StrCat("ack through batch ", through, " but only ",
                                                    last_sent_seq(),
@@ -87,17 +90,61 @@ absl::Status ExportSession::OnAck(uint64_t through) {
                                                    " after an ack through batch ", acked_through_,
                                                    ": acks are cumulative"));
   }
-  std::map<int32_t, int64_t> next_offsets;
-  int64_t records = 0;
+  Delivery d{through, {}, 0};
+  if (options_.receiver_key != nullptr) {
+    // Every batch this Ack covers needs its receipt, verified, before anything counts.
+    std::map<uint64_t, const std::string*> receipts;
+    for (const fed::BatchReceipt& r : ack.receipts()) receipts[r.batch_seq()] = &r.receipt();
+    std::vector<audit::Entry> entries;
+    for (const SentBatch& b : unacked_) {
+      if (b.seq > through) break;
+      auto it = receipts.find(b.seq);
+      absl::StatusOr<audit::Entry> accepted =
+          it == receipts.end()
+              ? absl::StatusOr<audit::Entry>(absl::FailedPreconditionError("no receipt"))
+              : audit::AcceptReceipt(*it->second, *options_.receiver_key, options_.node, b.entry);
+      if (!accepted.ok()) {
+        audit::Entry refused = b.entry;
+        refused.type = audit::EntryType::kBatchRefused;
+        refused.reason = absl::StrCat("receipt refused: ", accepted.status().message());
+        if (it != receipts.end()) refused.payload = *it->second;
+        if (to_log != nullptr) to_log->push_back(std::move(refused));
+        return absl::FailedPreconditionError(
+            absl::StrCat("ack through batch ", through, ": the receipt for batch ", b.seq,
+                         " does not verify with peer '", options_.peer,
+                         "''s audit key: ", accepted.status().message()));
+      }
+      accepted->dataset = options_.topic;
+      entries.push_back(*std::move(accepted));
+    }
+    if (to_log != nullptr) {
+      for (audit::Entry& e : entries) to_log->push_back(std::move(e));
+    }
+  }
   while (!unacked_.empty() && unacked_.front().seq <= through) {
-    next_offsets[unacked_.front().partition] = unacked_.front().next_offset;
-    records += unacked_.front().records;
+    d.next_offsets[unacked_.front().partition] = unacked_.front().next_offset;
+    d.records += unacked_.front().records;
     unacked_.pop_front();
   }
   acked_through_ = through;
-  Bump(counters_.acked, static_cast<double>(records));
-  if (!next_offsets.empty()) source_->CommitForMonitoring(next_offsets);
+  if (options_.receiver_key != nullptr) {
+    awaiting_log_.push_back(std::move(d));  // delivered once the receipts are durable
+  } else {
+    Deliver(d);
+  }
   return absl::OkStatus();
+}
+
+void ExportSession::Deliver(const Delivery& d) {
+  Bump(counters_.acked, static_cast<double>(d.records));
+  if (!d.next_offsets.empty()) source_->CommitForMonitoring(d.next_offsets);
+}
+
+void ExportSession::ReceiptsLogged(uint64_t through) {
+  while (!awaiting_log_.empty() && awaiting_log_.front().through <= through) {
+    Deliver(awaiting_log_.front());
+    awaiting_log_.pop_front();
+  }
 }
 
 absl::Status ExportSession::Fill() {
@@ -161,7 +208,8 @@ fed::OwnerMessage ExportSession::Heartbeat() {
   return message;
 }
 
-absl::StatusOr<std::optional<fed::OwnerMessage>> ExportSession::Next() {
+absl::StatusOr<std::optional<fed::OwnerMessage>> ExportSession::Next(
+    std::optional<audit::Entry>* sent) {
   const absl::Time now = clock_->Now();
   if (now - last_heard_ > options_.dead_peer_timeout) {
     return absl::UnavailableError("no message from peer within the dead-peer timeout");
@@ -178,9 +226,30 @@ absl::StatusOr<std::optional<fed::OwnerMessage>> ExportSession::Next() {
       const auto size = static_cast<int64_t>(batch.ByteSizeLong());
       batch_credit_ -= 1;
       byte_credit_ -= size;
-      unacked_.push_back({batch.batch_seq(), batch.partition(),
-                          batch.records(batch.records_size() - 1).offset() + 1,
-                          batch.records_size()});
+      SentBatch& record =
+          unacked_.emplace_back(SentBatch{batch.batch_seq(),
+                                          batch.partition(),
+                                          batch.records(batch.records_size() - 1).offset() + 1,
+                                          batch.records_size(),
+                                          {}});
+      if (options_.audit) {
+        audit::Entry& e = record.entry;
+        e.type = audit::EntryType::kBatchSent;
+        e.peer = options_.peer;
+        e.dataset = options_.topic;
+        e.topic = options_.topic;
+        e.partition = batch.partition();
+        e.first_offset = batch.records(0).offset();
+        e.last_offset = batch.records(batch.records_size() - 1).offset();
+        e.record_count = static_cast<uint64_t>(batch.records_size());
+        e.byte_count = static_cast<uint64_t>(size);
+        audit::BatchDigest digest;
+        for (const fed::Record& rec : batch.records()) digest.AddRecord(rec.key(), rec.value());
+        e.batch_sha256 = digest.Finish();
+        e.policy_version = batch.policy_version();
+        if (sent != nullptr) *sent = e;
+        if (options_.receiver_key == nullptr) e = audit::Entry();  // not needed for receipts
+      }
       Bump(counters_.records, batch.records_size());
       Bump(counters_.batches, 1);
       Bump(counters_.bytes, static_cast<double>(size));

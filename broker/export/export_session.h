@@ -13,6 +13,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "audit/entry.h"
+#include "audit/keys.h"
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "uop/federation/v1/federation.pb.h"
@@ -77,6 +79,14 @@ class ExportSession {
     int64_t batch_max_bytes = 1 << 20;
     absl::Duration heartbeat_interval = absl::Seconds(1);
     absl::Duration dead_peer_timeout = absl::Seconds(5);
+    // Audit (docs/audit.md): with `audit`, Next() describes every batch it returns as a
+    // batch_sent entry. With `receiver_key` too, an Ack counts only through the batches whose
+    // receipts verify with it, and only once ReceiptsLogged() says their entries are durable.
+    bool audit = false;
+    const audit::Verifier* receiver_key = nullptr;
+    std::string node;   // this (the owner) node
+    std::string peer;   // the receiver
+    std::string topic;  // the dataset
   };
 
   ExportSession(Options options, std::string policy_version, std::vector<int32_t> partitions,
@@ -85,12 +95,19 @@ class ExportSession {
 
   // A message from the receiver after its Subscribe. A protocol violation returns the status
   // that ends the stream (INVALID_ARGUMENT, with what was wrong).
-  absl::Status OnReceiverMessage(const uop::federation::v1::ReceiverMessage& message);
+  // With receipts required, `to_log` receives the receipt entries to append (and, when a receipt
+  // does not verify, a batch_refused entry along with the error).
+  absl::Status OnReceiverMessage(const uop::federation::v1::ReceiverMessage& message,
+                                 std::vector<audit::Entry>* to_log = nullptr);
+  // The receipt entries of the Ack through `through` are durable: those batches are delivered.
+  void ReceiptsLogged(uint64_t through);
 
   // The next message to send now: a batch while credit lasts (read from the source when nothing
   // is ready), else a heartbeat when one is due, else nothing. An error ends the stream: the
   // source's, or UNAVAILABLE when the receiver has been silent past the dead-peer timeout.
-  absl::StatusOr<std::optional<uop::federation::v1::OwnerMessage>> Next();
+  // With Options::audit, `*sent` (if given) is set to the batch_sent entry of a returned batch.
+  absl::StatusOr<std::optional<uop::federation::v1::OwnerMessage>> Next(
+      std::optional<audit::Entry>* sent = nullptr);
 
   // When Next() wants to be called again at the latest (heartbeat or dead-peer deadline).
   absl::Time NextDeadline() const;
@@ -105,8 +122,15 @@ class ExportSession {
     int32_t partition;
     int64_t next_offset;
     int records;
+    audit::Entry entry;  // batch_sent, with Options::audit
   };
-  absl::Status OnAck(uint64_t through);
+  struct Delivery {
+    uint64_t through;
+    std::map<int32_t, int64_t> next_offsets;
+    int64_t records;
+  };
+  absl::Status OnAck(const uop::federation::v1::Ack& ack, std::vector<audit::Entry>* to_log);
+  void Deliver(const Delivery& d);
   absl::Status Fill();  // reads the source and cuts batches into ready_
   uop::federation::v1::OwnerMessage Heartbeat();
 
@@ -124,6 +148,7 @@ class ExportSession {
   uint64_t acked_through_ = 0;
   std::deque<uop::federation::v1::OwnerMessage> ready_;  // cut, not yet sent
   std::deque<SentBatch> unacked_;
+  std::deque<Delivery> awaiting_log_;  // acked with verified receipts, entries not yet durable
   absl::Time last_heard_;
   absl::Time last_sent_;
   std::vector<SourceRecord> read_buffer_;

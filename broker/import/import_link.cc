@@ -42,8 +42,10 @@ constexpr absl::Duration kOpenTransactionWait = absl::Seconds(75);
 class ReplicateCall final
     : public grpc::ClientBidiReactor<fed::ReceiverMessage, fed::OwnerMessage> {
  public:
-  ReplicateCall(ImportStream* stream, std::shared_ptr<grpc::Channel> channel)
-      : stream_(stream), stub_(std::move(channel)) {}
+  ReplicateCall(ImportStream* stream, std::shared_ptr<grpc::Channel> channel, uint64_t attempt)
+      : attempt(attempt), stream_(stream), stub_(std::move(channel)) {}
+
+  const uint64_t attempt;  // which attempt of the stream this call is
 
   // Starts the call with `subscribe` as its first message.
   void Begin(fed::ReceiverMessage subscribe) {
@@ -60,17 +62,27 @@ class ReplicateCall final
   void OnWriteDone(bool ok) override;
   void OnDone(const grpc::Status& status) override { stream_->OnCallDone(status); }
 
-  // Guarded by the stream's mutex.
-  std::deque<fed::ReceiverMessage> outbox;
-  bool writing = true;  // the Subscribe is in flight from Begin()
-  bool ending = false;
-  bool held = true;
+  // The call's own state has a mutex of its own, taken after the stream's: gRPC's callbacks must
+  // never wait for the stream's mutex, which the link's writer holds while it produces a
+  // stream's batches into Kafka (seconds under load). A callback that waited there would hold
+  // one of gRPC's few callback threads, and with them every stream of the channel.
+  // Queues `message` unless the call is ending; false if it is.
+  bool Enqueue(fed::ReceiverMessage message) ABSL_LOCKS_EXCLUDED(mu_);
+  void MarkEnding() ABSL_LOCKS_EXCLUDED(mu_);
+  // Nothing queued and no write in flight.
+  bool Idle() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Starts the next queued write, or releases the hold once the call is ending and nothing is in
   // flight. Call without the stream's lock.
-  void Kick();
+  void Kick() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  absl::Mutex mu_;
+  std::deque<fed::ReceiverMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = true;  // the Subscribe is in flight from Begin()
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;
+  bool held_ ABSL_GUARDED_BY(mu_) = true;
+
   ImportStream* const stream_;
   fed::Federation::Stub stub_;
   grpc::ClientContext context_;
@@ -78,17 +90,34 @@ class ReplicateCall final
   fed::ReceiverMessage write_;
 };
 
+bool ReplicateCall::Enqueue(fed::ReceiverMessage message) {
+  absl::MutexLock lock(&mu_);
+  if (ending_) return false;
+  outbox_.push_back(std::move(message));
+  return true;
+}
+
+void ReplicateCall::MarkEnding() {
+  absl::MutexLock lock(&mu_);
+  ending_ = true;
+}
+
+bool ReplicateCall::Idle() {
+  absl::MutexLock lock(&mu_);
+  return outbox_.empty() && !writing_;
+}
+
 void ReplicateCall::Kick() {
   bool write = false, release = false;
   {
-    absl::MutexLock lock(&stream_->mu_);
-    if (!writing && !ending && !outbox.empty()) {
-      write_ = std::move(outbox.front());
-      outbox.pop_front();
-      writing = true;
+    absl::MutexLock lock(&mu_);
+    if (!writing_ && !ending_ && !outbox_.empty()) {
+      write_ = std::move(outbox_.front());
+      outbox_.pop_front();
+      writing_ = true;
       write = true;
-    } else if (ending && !writing && held) {
-      held = false;
+    } else if (ending_ && !writing_ && held_) {
+      held_ = false;
       release = true;
     }
   }
@@ -98,18 +127,15 @@ void ReplicateCall::Kick() {
 
 void ReplicateCall::OnReadDone(bool ok) {
   if (!ok) {
-    {
-      absl::MutexLock lock(&stream_->mu_);
-      ending = true;  // the call's status says why (OnDone)
-    }
+    MarkEnding();  // the call's status says why (OnDone)
     Kick();
     return;
   }
-  stream_->OnMessage(std::move(read_));
+  stream_->OnMessage(attempt, std::move(read_));
   bool more = false;
   {
-    absl::MutexLock lock(&stream_->mu_);
-    more = !ending;
+    absl::MutexLock lock(&mu_);
+    more = !ending_;
   }
   if (more) {
     StartRead(&read_);
@@ -120,10 +146,10 @@ void ReplicateCall::OnReadDone(bool ok) {
 
 void ReplicateCall::OnWriteDone(bool ok) {
   {
-    absl::MutexLock lock(&stream_->mu_);
-    writing = false;
-    if (!ok) stream_->FailLocked(absl::UnavailableError("stream to the owner closed"));
-    stream_->last_sent_ = absl::Now();
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    // A failed write means the call is over; OnDone brings its status.
+    if (!ok) ending_ = true;
   }
   if (!ok) Cancel();
   Kick();
@@ -244,7 +270,14 @@ absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportStream::Recov
 }
 
 void ImportStream::Setup() {
-  absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> checkpoints = Recover();
+  absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> checkpoints =
+      absl::UnavailableError("not recovered");
+  if (link_.audit != nullptr && !link_.audit->Health().ok()) {
+    // Fail closed: no stream while the audit log cannot write; retried after the backoff.
+    checkpoints = absl::UnavailableError(link_.audit->Health().message());
+  } else {
+    checkpoints = Recover();
+  }
   std::shared_ptr<ReplicateCall> begin;
   fed::ReceiverMessage subscribe;
   std::unique_ptr<ImportSession> old_session;
@@ -268,12 +301,13 @@ void ImportStream::Setup() {
     const int n = static_cast<int>(partitions_.size());
     const LinkTuning& tuning = link_.config->link;
     session_ = std::make_unique<ImportSession>(
-        ImportSession::Options{tuning.window_batches * n, tuning.window_bytes * n},
+        ImportSession::Options{tuning.window_batches * n, tuning.window_bytes * n,
+                               link_.audit != nullptr},
         link_.peer->name, offer_.topic(), *std::move(checkpoints), core::Clock::Real());
     reported_ = ImportSession::Stats();
     failure_ = absl::OkStatus();
     progressed_ = false;
-    call_ = std::make_shared<ReplicateCall>(this, link_.channel);
+    call_ = std::make_shared<ReplicateCall>(this, link_.channel, ++attempts_);
     state_ = State::kSubscribing;
     subscribe_deadline_ = absl::Now() + kSubscribeTimeout;
     last_heard_ = last_sent_ = absl::Now();
@@ -283,11 +317,43 @@ void ImportStream::Setup() {
   begin->Begin(std::move(subscribe));
 }
 
-void ImportStream::OnMessage(fed::OwnerMessage&& message) {
-  bool wake = false;
-  std::shared_ptr<ReplicateCall> cancel;
+void ImportStream::OnMessage(uint64_t attempt, fed::OwnerMessage&& message) {
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&inbox_mu_);
+    inbox_.emplace_back(attempt, std::move(message));
+  }
+  // Applied now if the stream is free; else by whoever holds it (the writer after staging, the
+  // timer tick), never by waiting here on a gRPC thread.
+  if (!mu_.TryLock()) return;
+  Drained drained = DrainInboxLocked();
+  mu_.Unlock();
+  AfterDrain(drained);
+}
+
+void ImportStream::AfterDrain(const Drained& drained) {
+  if (drained.cancel != nullptr) drained.cancel->Cancel();
+  if (drained.wake) link_.writer->Wake();
+}
+
+ImportStream::Drained ImportStream::DrainInboxLocked() {
+  Drained out;
+  std::deque<std::pair<uint64_t, fed::OwnerMessage>> inbox;
+  {
+    absl::MutexLock lock(&inbox_mu_);
+    inbox.swap(inbox_);
+  }
+  for (auto& [attempt, message] : inbox) {
+    // A message of an earlier attempt's call belongs to no session of ours any more.
+    if (call_ == nullptr || attempt != call_->attempt) continue;
+    ApplyLocked(std::move(message), &out);
+  }
+  return out;
+}
+
+void ImportStream::ApplyLocked(fed::OwnerMessage&& message, Drained* out) {
+  bool& wake = out->wake;
+  std::shared_ptr<ReplicateCall>& cancel = out->cancel;
+  {
     last_heard_ = absl::Now();
     if (state_ == State::kSubscribing) {
       if (absl::Status s = session_->OnSubscribed(message, offer_.partitions()); !s.ok()) {
@@ -311,20 +377,18 @@ void ImportStream::OnMessage(fed::OwnerMessage&& message) {
         FailLocked(s);
         cancel = call_;
       } else {
-        wake = session_->has_queued();
+        wake = wake || session_->has_queued();
         PublishLocked();
       }
     }
   }
-  if (cancel != nullptr) cancel->Cancel();
-  if (wake) link_.writer->Wake();
 }
 
 void ImportStream::FailLocked(const absl::Status& cause) {
   if (failure_.ok()) failure_ = cause;
   if (state_ == State::kSubscribing || state_ == State::kStreaming) state_ = State::kEnding;
   streaming_.store(false);
-  if (call_ != nullptr) call_->ending = true;
+  if (call_ != nullptr) call_->MarkEnding();
 }
 
 void ImportStream::OnCallDone(const grpc::Status& status) {
@@ -363,8 +427,12 @@ void ImportStream::FinishAttemptLocked(const grpc::Status& status) {
 void ImportStream::Tick(absl::Time now) {
   std::shared_ptr<ReplicateCall> cancel, kick;
   bool post = false;
+  Drained drained;
+  // The writer may hold the stream while it produces its batches: skip this tick (the next
+  // comes within 100 ms) rather than stall the timers of the link's other streams.
+  if (!mu_.TryLock()) return;
   {
-    absl::MutexLock lock(&mu_);
+    drained = DrainInboxLocked();
     const LinkTuning& tuning = link_.config->link;
     switch (state_) {
       case State::kSubscribing:
@@ -381,7 +449,7 @@ void ImportStream::Tick(absl::Time now) {
               absl::StrCat("no message from ", link_.peer->name, " within the dead-peer timeout")));
           cancel = call_;
         } else if (now - last_sent_ >= absl::FromChrono(tuning.heartbeat_interval) &&
-                   call_->outbox.empty() && !call_->writing) {
+                   call_->Idle()) {
           fed::ReceiverMessage hb;
           hb.mutable_heartbeat()->set_sent_unix_ms(absl::ToUnixMillis(now));
           SendLocked(std::move(hb));
@@ -400,6 +468,8 @@ void ImportStream::Tick(absl::Time now) {
         break;
     }
   }
+  mu_.Unlock();
+  AfterDrain(drained);
   if (cancel != nullptr) {
     cancel->Cancel();
     cancel->Kick();
@@ -409,8 +479,7 @@ void ImportStream::Tick(absl::Time now) {
 }
 
 void ImportStream::SendLocked(fed::ReceiverMessage message) {
-  if (call_ == nullptr || call_->ending) return;
-  call_->outbox.push_back(std::move(message));
+  if (call_ == nullptr || !call_->Enqueue(std::move(message))) return;
   last_sent_ = absl::Now();
 }
 
@@ -427,13 +496,21 @@ bool ImportStream::HasQueued() {
 }
 
 absl::Status ImportStream::Stage(TransactionalSink* sink, Positions* positions) {
-  absl::MutexLock lock(&mu_);
-  if (state_ != State::kStreaming || session_ == nullptr) return absl::OkStatus();
-  return session_->Stage(sink, refused_, positions);
+  absl::Status staged;
+  Drained drained;
+  {
+    absl::MutexLock lock(&mu_);
+    if (state_ != State::kStreaming || session_ == nullptr) return absl::OkStatus();
+    staged = session_->Stage(sink, refused_, positions);
+    drained = DrainInboxLocked();  // what arrived while we produced
+  }
+  AfterDrain(drained);
+  return staged;
 }
 
 void ImportStream::Committed(AuditSink* audit) {
   std::shared_ptr<ReplicateCall> kick, cancel;
+  Drained drained;
   {
     absl::MutexLock lock(&mu_);
     if (session_ == nullptr || !session_->has_staged()) return;
@@ -467,7 +544,9 @@ void ImportStream::Committed(AuditSink* audit) {
       for (fed::ReceiverMessage& reply : *replies) SendLocked(std::move(reply));
       kick = call_;
     }
+    drained = DrainInboxLocked();
   }
+  AfterDrain(drained);
   if (cancel != nullptr) cancel->Cancel();
   if (cancel != nullptr) cancel->Kick();
   if (kick != nullptr) kick->Kick();
@@ -618,15 +697,17 @@ void LinkWriter::WriteRound() {
   }
   if (ready.empty()) return;
   auto failed = [&](const absl::Status& s, const std::vector<ImportStream*>& staged,
-                    const std::vector<RefusedRecord>& late) {
-    transaction_failures_->Add(1);
-    log::Warn("import_transaction_failed",
-              {{"peer", peer_.name}, {"reason", std::string(s.message())}});
-    for (ImportStream* stream : staged) stream->StageFailed(s, late);
-    // A producer in a fatal state (fenced by a newer instance with our transactional.id, or an
-    // abort that failed) is replaced: init_transactions starts clean.
-    if (kafka::IsFatal(s) || !kafka::RequiresAbort(s)) sink_.reset();
-  };
+                    const std::vector<RefusedRecord>& late)
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+                      transaction_failures_->Add(1);
+                      log::Warn("import_transaction_failed",
+                                {{"peer", peer_.name}, {"reason", std::string(s.message())}});
+                      for (ImportStream* stream : staged) stream->StageFailed(s, late);
+                      // A producer in a fatal state (fenced by a newer instance with our
+                      // transactional.id, or an abort that failed) is replaced: init_transactions
+                      // starts clean.
+                      if (kafka::IsFatal(s) || !kafka::RequiresAbort(s)) sink_.reset();
+                    };
   if (absl::Status s = sink_->Begin(); !s.ok()) {
     failed(s, ready, {});
     return;
@@ -665,12 +746,18 @@ void LinkWriter::WriteRound() {
 
 PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
                    const std::shared_ptr<const PeerAuthenticator>& auth, kafka::Env* kafka,
-                   core::Metrics* metrics)
+                   core::Metrics* metrics, NodeAudit* audit)
     : config_(config),
       peer_(peer),
       kafka_(kafka),
       metrics_(metrics),
-      group_id_(absl::StrCat("uop-import.", config.node, ".", peer.name)) {
+      group_id_(absl::StrCat("uop-import.", config.node, ".", peer.name)),
+      audit_(audit) {
+  if (audit_ != nullptr) {
+    // Receipts only for an owner whose audit key we have: it has ours too (docs/protocol.md).
+    log_audit_ = std::make_unique<LogImportAudit>(
+        audit_, audit_->PeerKey(peer.name) != nullptr ? &audit_->signer() : nullptr);
+  }
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
               static_cast<int>(config.link.reconnect_backoff_initial.count()));
@@ -691,7 +778,7 @@ PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
         absl::MutexLock lock(&metadata_mu_);
         return group_metadata_;
       },
-      &no_audit_);
+      log_audit_ != nullptr ? static_cast<AuditSink*>(log_audit_.get()) : &no_audit_);
   setup_ = std::make_unique<core::ThreadPool>(2);
 }
 
@@ -730,6 +817,7 @@ void PeerLink::Stop() {
 void PeerLink::RunOffers() {
   core::Backoff backoff(config_.link.reconnect_backoff_initial, config_.link.reconnect_backoff_max);
   fed::Federation::Stub stub(channel_);
+  int audited_state = -1;  // what the audit log last heard: -1 nothing, 0 down, 1 up
   while (true) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -747,8 +835,17 @@ void PeerLink::RunOffers() {
         log::Info("link_up", {{"peer", peer_.name},
                               {"address", peer_.address},
                               {"offers", std::to_string(response.offers_size())}});
+        if (audit_ != nullptr) {
+          audit::Entry up;
+          up.type = audit::EntryType::kLinkUp;
+          up.peer = peer_.name;
+          up.identity = peer_.identity;  // the certificate was checked against it
+          up.reason = absl::StrCat("receiver link to ", peer_.address);
+          audit_->AppendAsync(up);
+        }
       }
       link_up_->Set(1);
+      audited_state = 1;
       offers_->Set(response.offers_size());
       backoff.Reset();
       std::map<std::string, int> topics;  // of offers we have no dataset for yet
@@ -771,10 +868,9 @@ void PeerLink::RunOffers() {
         absl::Status s = ensured.at(mirror);
         if (s.ok()) s = ensured.at(deadletter);
         if (!s.ok()) {
-          log::Warn("import_topic_unavailable",
-                    {{"peer", peer_.name},
-                     {"topic", offer.topic()},
-                     {"reason", std::string(s.message())}});
+          log::Warn("import_topic_unavailable", {{"peer", peer_.name},
+                                                 {"topic", offer.topic()},
+                                                 {"reason", std::string(s.message())}});
           continue;  // tried again with the next offers
         }
         const core::Labels labels = {{"peer", peer_.name}, {"topic", offer.topic()}};
@@ -814,6 +910,19 @@ void PeerLink::RunOffers() {
                               {"address", peer_.address},
                               {"reason", status.error_message()},
                               {"code", std::to_string(status.error_code())}});
+      if (audit_ != nullptr && audited_state != 0) {
+        audit::Entry down;
+        down.type = status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                            status.error_code() == grpc::StatusCode::UNAUTHENTICATED
+                        ? audit::EntryType::kLinkRefused
+                        : audit::EntryType::kLinkDown;
+        down.peer = peer_.name;
+        down.identity = peer_.identity;
+        down.reason = status.error_message().empty() ? absl::StrCat("code ", status.error_code())
+                                                     : status.error_message();
+        audit_->AppendAsync(down);
+      }
+      audited_state = 0;
       link_up_->Set(0);
       wait = absl::FromChrono(backoff.Next());
     }
@@ -927,8 +1036,8 @@ void PeerLink::Reassign(Dataset* ds) {
     ds->stream.reset();
   }
   if (ds->assigned.empty() || stopping_) return;
-  LinkContext link{&config_, &peer_,        channel_,     kafka_,
-                   metrics_, writer_.get(), setup_.get(), group_id_};
+  LinkContext link{&config_,      &peer_,       channel_,  kafka_, metrics_,
+                   writer_.get(), setup_.get(), group_id_, audit_};
   ds->stream = std::make_unique<ImportStream>(
       link, ds->offer, std::vector<int32_t>(ds->assigned.begin(), ds->assigned.end()));
   ds->stream->Start();

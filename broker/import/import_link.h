@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,8 +29,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "broker/config.h"
+#include "broker/import/import_audit.h"
 #include "broker/import/import_session.h"
 #include "broker/import/kafka_transactional_sink.h"
+#include "broker/node_audit.h"
 #include "broker/peer_identity.h"
 #include "core/backoff.h"
 #include "core/metrics.h"
@@ -52,6 +55,7 @@ struct LinkContext {
   LinkWriter* writer = nullptr;
   core::ThreadPool* setup = nullptr;  // recovery and subscription work
   std::string group_id;               // the link's import group (positions live there)
+  NodeAudit* audit = nullptr;         // null: no audit log
 };
 
 // One Replicate stream: one dataset, the partitions of it this node holds. Attempts follow each
@@ -91,8 +95,20 @@ class ImportStream {
 
   void Setup();  // on the setup pool
   absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> Recover();
-  // From the call's callbacks.
-  void OnMessage(uop::federation::v1::OwnerMessage&& message);
+  // From the call's callbacks: queued in the inbox, applied at once only if the stream's mutex
+  // is free (gRPC's callback threads never wait for it).
+  void OnMessage(uint64_t attempt, uop::federation::v1::OwnerMessage&& message)
+      ABSL_LOCKS_EXCLUDED(mu_, inbox_mu_);
+  struct Drained {
+    bool wake = false;                      // batches queued: wake the writer
+    std::shared_ptr<ReplicateCall> cancel;  // a violation ended the call
+  };
+  // Applies every queued owner message of the current attempt; the caller acts on the result
+  // with AfterDrain once it has released mu_.
+  Drained DrainInboxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) ABSL_LOCKS_EXCLUDED(inbox_mu_);
+  void ApplyLocked(uop::federation::v1::OwnerMessage&& message, Drained* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AfterDrain(const Drained& drained) ABSL_LOCKS_EXCLUDED(mu_);
   void OnCallDone(const grpc::Status& status);
   // The attempt is over: logs why and schedules the next one (unless stopping).
   void FinishAttemptLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -131,6 +147,11 @@ class ImportStream {
   ImportSession::Stats reported_ ABSL_GUARDED_BY(mu_);
   RefusedRecords refused_ ABSL_GUARDED_BY(mu_);  // across attempts
   std::shared_ptr<ReplicateCall> call_ ABSL_GUARDED_BY(mu_);
+  uint64_t attempts_ ABSL_GUARDED_BY(mu_) = 0;
+  // Owner messages not yet applied, tagged with their call's attempt. Taken after mu_.
+  absl::Mutex inbox_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::deque<std::pair<uint64_t, uop::federation::v1::OwnerMessage>> inbox_
+      ABSL_GUARDED_BY(inbox_mu_);
   absl::Time subscribe_deadline_ ABSL_GUARDED_BY(mu_);
   absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
   absl::Time last_sent_ ABSL_GUARDED_BY(mu_);
@@ -193,9 +214,10 @@ class LinkWriter {
 // ImportStream per dataset with partitions assigned to this node.
 class PeerLink {
  public:
+  // `audit` (null: none) must outlive the link.
   PeerLink(const NodeConfig& config, const PeerConfig& peer,
            const std::shared_ptr<const PeerAuthenticator>& auth, kafka::Env* kafka,
-           core::Metrics* metrics);
+           core::Metrics* metrics, NodeAudit* audit);
   ~PeerLink();
   void Start();
   void Stop();
@@ -230,7 +252,9 @@ class PeerLink {
   const std::string group_id_;
   core::MetricValue* link_up_;
   core::MetricValue* offers_;
+  NodeAudit* audit_;
   NoAuditSink no_audit_;
+  std::unique_ptr<LogImportAudit> log_audit_;
 
   absl::Mutex metadata_mu_;
   std::string group_metadata_ ABSL_GUARDED_BY(metadata_mu_);

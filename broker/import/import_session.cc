@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "audit/entry.h"
 #include "core/check.h"
 #include "core/status_macros.h"
 
@@ -172,8 +173,22 @@ absl::Status ImportSession::Stage(TransactionalSink* sink, const RefusedRecords&
   Staged st;
   st.next = checkpoints_;
   for (const fed::RecordBatch& batch : queue_) {
-    st.bytes += batch.ByteSizeLong();
+    const uint64_t batch_bytes = batch.ByteSizeLong();
+    st.bytes += batch_bytes;
     const int32_t p = batch.partition();
+    WrittenBatch& info = st.batch_info.emplace_back();
+    info.batch_seq = batch.batch_seq();
+    info.partition = p;
+    info.first_offset = batch.records(0).offset();
+    info.last_offset = batch.records(batch.records_size() - 1).offset();
+    info.records = static_cast<uint64_t>(batch.records_size());
+    info.bytes = batch_bytes;
+    info.policy_version = batch.policy_version();
+    if (options_.digest_batches) {
+      audit::BatchDigest digest;
+      for (const fed::Record& rec : batch.records()) digest.AddRecord(rec.key(), rec.value());
+      info.sha256 = digest.Finish();
+    }
     for (const fed::Record& rec : batch.records()) {
       if (!st.next[p].ShouldWrite(rec.offset())) {
         ++st.delta.duplicates;  // a replay of what our Kafka already holds
@@ -249,9 +264,12 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
                          queue_.front().batch_seq(),
                          queue_[st.batches - 1].batch_seq(),
                          policy_version_,
+                         {},
                          {}};
   for (auto& [p, range] : st.ranges) written.ranges.push_back(range);
-  RETURN_IF_ERROR(audit->RecordWritten(written));
+  written.batches = std::move(st.batch_info);
+  std::vector<fed::BatchReceipt> receipts;
+  RETURN_IF_ERROR(audit->RecordWritten(written, &receipts));
 
   for (const auto& [p, cp] : st.next) refused->Forget(p, cp.last_offset());
   checkpoints_ = std::move(st.next);
@@ -267,6 +285,7 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
 
   std::vector<fed::ReceiverMessage> out(2);
   out[0].mutable_ack()->set_through_batch_seq(written_seq_);
+  for (fed::BatchReceipt& r : receipts) *out[0].mutable_ack()->add_receipts() = std::move(r);
   out[1].mutable_credit()->set_batches(static_cast<uint32_t>(st.batches));
   out[1].mutable_credit()->set_bytes(st.bytes);
   batch_credit_ += static_cast<int64_t>(st.batches);

@@ -71,6 +71,17 @@ struct WrittenRange {
   int64_t records;      // written to the mirror topic
   int64_t deadletters;  // written to the dead-letter topic
 };
+// One RecordBatch as it crossed (all its records, including replays the receiver dropped).
+struct WrittenBatch {
+  uint64_t batch_seq = 0;
+  int32_t partition = 0;
+  int64_t first_offset = 0;
+  int64_t last_offset = 0;
+  uint64_t records = 0;
+  uint64_t bytes = 0;  // the serialized RecordBatch
+  std::string sha256;  // audit::BatchDigest of its records; empty unless digest_batches
+  std::string policy_version;
+};
 struct WrittenBatches {
   std::string peer;
   std::string origin_topic;
@@ -78,19 +89,25 @@ struct WrittenBatches {
   uint64_t last_seq = 0;
   std::string policy_version;
   std::vector<WrittenRange> ranges;
+  std::vector<WrittenBatch> batches;  // first_seq..last_seq, in order
 };
 
-// The record stage. An error stops the exchange: nothing is acknowledged unaudited.
+// The record stage. An error stops the exchange: nothing is acknowledged unaudited. On success
+// `receipts` may hold a receipt per batch for the Ack (or none).
 class AuditSink {
  public:
   virtual ~AuditSink() = default;
-  virtual absl::Status RecordWritten(const WrittenBatches& written) = 0;
+  virtual absl::Status RecordWritten(const WrittenBatches& written,
+                                     std::vector<uop::federation::v1::BatchReceipt>* receipts) = 0;
 };
 
-// Until the audit log exists: records nothing, never fails.
+// A node without an audit log: records nothing, never fails.
 class NoAuditSink final : public AuditSink {
  public:
-  absl::Status RecordWritten(const WrittenBatches&) override { return absl::OkStatus(); }
+  absl::Status RecordWritten(const WrittenBatches&,
+                             std::vector<uop::federation::v1::BatchReceipt>*) override {
+    return absl::OkStatus();
+  }
 };
 
 // Records Kafka refused for good, remembered across reconnects so the next attempt sends them
@@ -115,6 +132,7 @@ class ImportSession {
   struct Options {
     int window_batches = 8;
     int64_t window_bytes = 8 << 20;
+    bool digest_batches = false;  // compute WrittenBatch::sha256 (for the audit log)
   };
   struct Stats {
     int64_t written = 0, deadletters = 0, duplicates = 0, batches = 0, transactions = 0;
@@ -188,6 +206,7 @@ class ImportSession {
     std::map<int32_t, core::PartitionCheckpoint> next;
     std::map<int32_t, WrittenRange> ranges;
     std::vector<RefusedRecord> deadletters;
+    std::vector<WrittenBatch> batch_info;
     Stats delta;
     int64_t newest_ts = 0;
   };

@@ -382,7 +382,7 @@ def _position(text: str, needle: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("edit,needle,key,message", [
-    (("admin:", "admn:"), "admn:", "admn", "unknown key; expected one of: admin, instance, kafka, link"),
+    (("admin:", "admn:"), "admn:", "admn", "unknown key; expected one of: admin, audit, instance, kafka, link"),
     (("heartbeat_interval_ms", "heartbeat_intervall_ms"), "heartbeat_intervall_ms",
      "link.heartbeat_intervall_ms", "unknown key; expected one of:"),
     (("dead_peer_timeout_ms: 2500", "dead_peer_timeout_ms: soon"), "soon",

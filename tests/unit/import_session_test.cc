@@ -73,7 +73,7 @@ class FakeSink final : public TransactionalSink {
 
 class FakeAudit final : public AuditSink {
  public:
-  absl::Status RecordWritten(const WrittenBatches& w) override {
+  absl::Status RecordWritten(const WrittenBatches& w, std::vector<fed::BatchReceipt>*) override {
     if (!error.ok()) return error;
     written.push_back(w);
     return absl::OkStatus();
@@ -112,9 +112,9 @@ class ImportSessionTest : public ::testing::Test {
  protected:
   std::unique_ptr<ImportSession> Make(std::map<int32_t, core::PartitionCheckpoint> checkpoints,
                                       int window_batches = 8) {
-    auto s =
-        std::make_unique<ImportSession>(ImportSession::Options{window_batches, 1 << 20}, "helsinki",
-                                        "noise.observations", std::move(checkpoints), &clock_);
+    auto s = std::make_unique<ImportSession>(ImportSession::Options{window_batches, 1 << 20, false},
+                                             "helsinki", "noise.observations",
+                                             std::move(checkpoints), &clock_);
     EXPECT_TRUE(s->OnSubscribed(Subscribed(3), 3).ok());
     return s;
   }

@@ -39,7 +39,7 @@ class PeerIdentityTest : public ::testing::Test {
     config.node = "helsinki";
     config.tls = {(*pki_ / "helsinki/node.pem").string(), (*pki_ / "helsinki/node.key").string()};
     config.peers.push_back(
-        {"tallinn", "", (*pki_ / "tallinn/ca.pem").string(), "uopd.tallinn.example"});
+        {"tallinn", "", (*pki_ / "tallinn/ca.pem").string(), "uopd.tallinn.example", ""});
     return config;
   }
 
@@ -103,7 +103,7 @@ TEST_F(PeerIdentityTest, OwnCityCertificateIsNotAPeer) {
 TEST_F(PeerIdentityTest, ExpectedPeerMustMatch) {
   NodeConfig config = HelsinkiConfig();
   config.peers.push_back(
-      {"riga", "", (*pki_ / "helsinki/ca.pem").string(), "uopd.helsinki.example"});
+      {"riga", "", (*pki_ / "helsinki/ca.pem").string(), "uopd.helsinki.example", ""});
   auto auth = PeerAuthenticator::Create(config);
   ASSERT_TRUE(auth.ok());
   // A valid tallinn certificate presented where riga was dialled is refused.

@@ -288,6 +288,7 @@ class Peer:
     ca: Path
     identity: str
     address: Optional[str] = None  # set on the receiver: it dials the owner
+    audit_key: Optional[Path] = None  # the peer's audit verifier key (vkey file), if any
 
 
 def _yaml_str(value: Any) -> str:
@@ -304,6 +305,7 @@ class Uopd(Proc):
                  policies: Optional[Mapping[str, str]] = None,
                  link: Optional[Mapping[str, int]] = None,
                  kafka_properties: Optional[Mapping[str, str]] = None,
+                 audit: Optional[Mapping[str, Any]] = None,
                  env: Optional[Mapping[str, str]] = None) -> None:
         self.dir = workdir / node
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -318,6 +320,7 @@ class Uopd(Proc):
         self.embedded_topics = embedded_topics
         self.kafka_properties = dict(kafka_properties or {})
         self.link = dict(LINK if link is None else link)
+        self.audit = dict(audit) if audit else None  # the `audit` section: dir, key, ...
         self.ready: dict = {}
         self.write_config()
         self.write_policies(policies or {})
@@ -339,6 +342,8 @@ class Uopd(Proc):
                     lines.append(f"    address: {p.address}")
                 lines.append(f"    ca: {_yaml_str(p.ca)}")
                 lines.append(f"    identity: {p.identity}")
+                if p.audit_key:
+                    lines.append(f"    audit_key: {_yaml_str(p.audit_key)}")
         lines.append("kafka:")
         if self.kafka_bootstrap:
             lines.append(f"  bootstrap: {self.kafka_bootstrap}")
@@ -350,6 +355,10 @@ class Uopd(Proc):
             lines.append(f"  properties: {{{props}}}")
         lines.append("policies: policies")
         lines.append("link: {" + ", ".join(f"{k}: {v}" for k, v in self.link.items()) + "}")
+        if self.audit:
+            lines.append("audit: {" + ", ".join(
+                f"{k}: {v if isinstance(v, int) else _yaml_str(v)}"
+                for k, v in self.audit.items()) + "}")
         return "\n".join(lines) + "\n"
 
     def write_config(self) -> None:

@@ -1,0 +1,177 @@
+// The node's audit log: opening with the node's key, metrics, health reporting and the timer.
+#include "broker/node_audit.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "core/log.h"
+
+namespace uop::broker {
+
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+NodeAudit::NodeAudit(std::shared_ptr<const audit::Signer> signer, core::Metrics* metrics)
+    : signer_(std::move(signer)),
+      writable_(metrics->Gauge("uop_audit_writable",
+                               "1 while the audit log can write; 0: the node does not exchange")),
+      entries_(metrics->Counter("uop_audit_entries_total", "Audit log entries made durable")),
+      errors_(metrics->Counter("uop_audit_errors_total",
+                               "Audit log appends that failed (the exchange stopped for them)")),
+      size_(metrics->Gauge("uop_audit_log_entries", "Durable entries in the audit log")) {}
+
+absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& config,
+                                                           core::Metrics* metrics) {
+  const AuditConfig& cfg = *config.audit;
+  absl::StatusOr<std::string> pem = ReadFile(cfg.key_file);
+  if (!pem.ok()) return pem.status();
+  absl::StatusOr<std::unique_ptr<audit::Signer>> signer = audit::Signer::FromPem(config.node, *pem);
+  if (!signer.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(cfg.key_file, " (audit.key): ", signer.status().message()));
+  }
+  std::unique_ptr<NodeAudit> out(
+      new NodeAudit(std::shared_ptr<const audit::Signer>(*std::move(signer)), metrics));
+  for (const PeerConfig& peer : config.peers) {
+    if (peer.audit_vkey.empty()) continue;
+    absl::StatusOr<audit::Verifier> v = audit::Verifier::FromVkey(peer.audit_vkey);
+    if (!v.ok()) return v.status();  // checked when the config was parsed
+    out->peer_keys_.emplace(peer.name, *std::move(v));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("audit.dir ", cfg.dir, ": cannot create: ", ec.message()));
+  }
+  audit::AuditLogOptions options;
+  options.checkpoint_every_entries = cfg.checkpoint_every_entries;
+  options.checkpoint_interval = absl::FromChrono(cfg.checkpoint_interval);
+  options.max_segment_bytes = cfg.max_segment_bytes;
+  absl::StatusOr<std::unique_ptr<audit::AuditLog>> log =
+      audit::AuditLog::Open(cfg.dir, out->signer_, options);
+  if (!log.ok()) {
+    return absl::Status(log.status().code(),
+                        absl::StrCat("audit.dir ", cfg.dir, ": ", log.status().message()));
+  }
+  out->log_ = *std::move(log);
+  if (const auto& r = out->log_->recovery(); r.has_value()) {
+    log::Warn("audit_recovered", {{"segment", r->segment},
+                                  {"truncated_at", std::to_string(r->truncated_at)},
+                                  {"dropped_bytes", std::to_string(r->dropped_bytes)},
+                                  {"reason", r->reason}});
+  }
+  out->writable_->Set(1);
+  out->size_->Set(static_cast<double>(out->log_->size()));
+  log::Info("audit_log_open", {{"dir", cfg.dir},
+                               {"entries", std::to_string(out->log_->size())},
+                               {"key", out->signer_->verifier().Vkey()}});
+  out->thread_ = std::thread([raw = out.get()] { raw->Run(); });
+  return out;
+}
+
+NodeAudit::~NodeAudit() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  log_.reset();  // commits what is queued and signs a final checkpoint
+  RunDeferred();
+}
+
+void NodeAudit::Observe(const absl::Status& result) {
+  if (result.ok()) {
+    entries_->Add(1);
+  } else {
+    errors_->Add(1);
+  }
+}
+
+void NodeAudit::Append(audit::Entry entry, Done done) {
+  const std::thread::id caller = std::this_thread::get_id();
+  log_->Append(std::move(entry), [this, caller, done = std::move(done)](
+                                     absl::StatusOr<audit::AppendResult> r) mutable {
+    Observe(r.status());
+    if (std::this_thread::get_id() != caller) {
+      std::move(done)(std::move(r));
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    deferred_.push_back(
+        [done = std::move(done), r = std::move(r)]() mutable { std::move(done)(std::move(r)); });
+  });
+}
+
+void NodeAudit::RunDeferred() {
+  std::vector<absl::AnyInvocable<void() &&>> run;
+  {
+    absl::MutexLock lock(&mu_);
+    run.swap(deferred_);
+  }
+  for (auto& f : run) std::move(f)();
+}
+
+absl::Status NodeAudit::Health() const { return log_->Health(); }
+
+absl::StatusOr<audit::AppendResult> NodeAudit::AppendAndWait(audit::Entry entry) {
+  absl::StatusOr<audit::AppendResult> r = log_->AppendAndWait(std::move(entry));
+  Observe(r.status());
+  return r;
+}
+
+void NodeAudit::AppendAsync(audit::Entry entry) {
+  const audit::EntryType type = entry.type;
+  Append(std::move(entry), [type](absl::StatusOr<audit::AppendResult> r) {
+    if (!r.ok()) {
+      log::Error("audit_append_failed", {{"type", std::string(audit::EntryTypeName(type))},
+                                         {"reason", std::string(r.status().message())}});
+    }
+  });
+}
+
+const audit::Verifier* NodeAudit::PeerKey(const std::string& peer) const {
+  auto it = peer_keys_.find(peer);
+  return it == peer_keys_.end() ? nullptr : &it->second;
+}
+
+void NodeAudit::Run() {
+  absl::MutexLock lock(&mu_);
+  auto wake = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !deferred_.empty(); };
+  while (true) {
+    mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(500));
+    if (stopping_) break;
+    if (!deferred_.empty()) {
+      mu_.Unlock();
+      RunDeferred();
+      mu_.Lock();
+      continue;
+    }
+    // Signs a checkpoint when one is due, and after a failure tries to write again.
+    log_->Tick();
+    const absl::Status health = log_->Health();
+    writable_->Set(health.ok() ? 1 : 0);
+    size_->Set(static_cast<double>(log_->size()));
+    if (!health.ok() && !reported_broken_) {
+      reported_broken_ = true;
+      log::Error("audit_log_unwritable", {{"reason", std::string(health.message())}});
+    } else if (health.ok() && reported_broken_) {
+      reported_broken_ = false;
+      log::Info("audit_log_writable", {{"entries", std::to_string(log_->size())}});
+    }
+  }
+}
+
+}  // namespace uop::broker

@@ -1,0 +1,71 @@
+// The node's audit log as the broker uses it (docs/audit.md): opens the log with the node's key,
+// knows the peers' audit keys, counts appends and failures in metrics, logs when the log stops or
+// resumes being writable, and runs the log's timer (checkpoints every T seconds, resuming after
+// a write failure). Sessions write through the audit::AuditSink interface it implements.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "audit/audit_log.h"
+#include "audit/keys.h"
+#include "broker/config.h"
+#include "core/metrics.h"
+
+namespace uop::broker {
+
+// Thread-safe.
+class NodeAudit final : public audit::AuditSink {
+ public:
+  // Opens (or creates) the log of `config.audit`, which must be set.
+  static absl::StatusOr<std::unique_ptr<NodeAudit>> Open(const NodeConfig& config,
+                                                         core::Metrics* metrics);
+  ~NodeAudit() override;
+
+  // `done` never runs on the calling thread (an immediate failure is reported from the timer
+  // thread), so callers may append while holding locks their `done` takes.
+  void Append(audit::Entry entry, Done done) override;
+  absl::Status Health() const override;
+  // Blocks until durable; not for reactor threads.
+  absl::StatusOr<audit::AppendResult> AppendAndWait(audit::Entry entry);
+  // Appends and does not wait; a failure is counted and logged, nothing else.
+  void AppendAsync(audit::Entry entry);
+
+  const audit::Signer& signer() const { return *signer_; }
+  audit::AuditLog* log() { return log_.get(); }
+  // The configured audit key of `peer`, or null.
+  const audit::Verifier* PeerKey(const std::string& peer) const;
+
+ private:
+  NodeAudit(std::shared_ptr<const audit::Signer> signer, core::Metrics* metrics);
+  void Run();  // the timer thread
+  void Observe(const absl::Status& result);
+  void RunDeferred();  // runs what deferred_ holds, without mu_
+
+  std::shared_ptr<const audit::Signer> signer_;
+  std::map<std::string, audit::Verifier> peer_keys_;
+  std::unique_ptr<audit::AuditLog> log_;
+  core::MetricValue* writable_;
+  core::MetricValue* entries_;
+  core::MetricValue* errors_;
+  core::MetricValue* size_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool reported_broken_ ABSL_GUARDED_BY(mu_) = false;
+  // Completions the log reported on the appending thread (an immediate failure): run on the
+  // timer thread instead, since callers append while holding their own locks.
+  std::vector<absl::AnyInvocable<void() &&>> deferred_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace uop::broker
