@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "broker/export/export_session.h"
+#include "broker/export/policy_transform.h"
 #include "broker/export/shared_consumer.h"
 #include "core/log.h"
 #include "core/provenance.h"
@@ -75,7 +76,7 @@ class ExportStream final : public grpc::ServerBidiReactor<fed::ReceiverMessage, 
   int partition_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::shared_ptr<const policy::PolicySnapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<RecordSource> source_ ABSL_GUARDED_BY(mu_);
-  IdentityTransform transform_;
+  std::unique_ptr<RecordTransform> transform_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ExportSession> session_ ABSL_GUARDED_BY(mu_);
   fed::OwnerMessage write_msg_ ABSL_GUARDED_BY(mu_);
   // With an audit log, batches wait here, in order with everything sent after them, until their
@@ -410,6 +411,19 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
       metrics->Counter("uop_export_loop_skipped_total",
                        "Records not exported because they came from a peer", labels),
       metrics->Counter("uop_export_withheld_total", "Records the sharing rules withheld", labels)};
+  // The share's rules for this stream, on the snapshot it was authorised under: a reload takes
+  // effect on the next stream (at a record boundary, resumed from the receiver's tokens).
+  std::unique_ptr<RecordTransform> transform;
+  const policy::Share* share = snapshot->FindShare(topic, *peer);
+  if (share == nullptr || (share->identity() && !share->records_per_s.has_value() &&
+                           !share->valid_from.has_value() && !share->valid_until.has_value())) {
+    transform = std::make_unique<IdentityTransform>();
+  } else {
+    absl::StatusOr<std::unique_ptr<PolicyTransform>> t =
+        PolicyTransform::Create(snapshot, topic, *peer, core::Clock::Real(), metrics);
+    if (!t.ok()) return t.status();
+    transform = *std::move(t);
+  }
   ExportSession::Options options;
   options.batch_max_records = tuning.batch_max_records;
   options.batch_max_bytes = tuning.batch_max_bytes;
@@ -430,8 +444,9 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
   partition_count_ = *partition_count;
   snapshot_ = snapshot;
   source_ = *std::move(source);
+  transform_ = std::move(transform);
   session_ = std::make_unique<ExportSession>(options, snapshot->version(), partitions,
-                                             sub.initial_credit(), source_.get(), &transform_,
+                                             sub.initial_credit(), source_.get(), transform_.get(),
                                              core::Clock::Real(), counters);
   streams_gauge_ = metrics->Gauge("uop_export_streams", "Open export streams", {{"peer", peer_}});
   streams_gauge_->Add(1);

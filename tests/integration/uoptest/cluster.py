@@ -371,6 +371,7 @@ class Uopd(Proc):
             shutil.rmtree(pdir)
         pdir.mkdir()
         for name, text in policies.items():
+            (pdir / name).parent.mkdir(parents=True, exist_ok=True)  # e.g. keys/NAME.key
             (pdir / name).write_text(text)
 
     # --- lifecycle
