@@ -11,7 +11,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-typedef struct evp_pkey_st EVP_PKEY;
+// OpenSSL's own declaration, repeated to avoid including its headers here.
+typedef struct evp_pkey_st EVP_PKEY;  // NOLINT(modernize-use-using)
 
 namespace uop::audit {
 

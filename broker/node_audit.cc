@@ -109,7 +109,7 @@ void NodeAudit::Append(audit::Entry entry, Done done) {
       return;
     }
     absl::MutexLock lock(&mu_);
-    deferred_.push_back(
+    deferred_.emplace_back(
         [done = std::move(done), r = std::move(r)]() mutable { std::move(done)(std::move(r)); });
   });
 }
@@ -133,7 +133,7 @@ absl::StatusOr<audit::AppendResult> NodeAudit::AppendAndWait(audit::Entry entry)
 
 void NodeAudit::AppendAsync(audit::Entry entry) {
   const audit::EntryType type = entry.type;
-  Append(std::move(entry), [type](absl::StatusOr<audit::AppendResult> r) {
+  Append(std::move(entry), [type](const absl::StatusOr<audit::AppendResult>& r) {
     if (!r.ok()) {
       log::Error("audit_append_failed", {{"type", std::string(audit::EntryTypeName(type))},
                                          {"reason", std::string(r.status().message())}});

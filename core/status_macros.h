@@ -17,7 +17,10 @@
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL_(UOP_CONCAT_(uop_statusor_, __LINE__), lhs, expr)
 
+// `statusor` names a variable and `lhs` may be a declaration: neither can be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                           \
   if (!statusor.ok()) return statusor.status();     \
   lhs = std::move(*statusor)
+// NOLINTEND(bugprone-macro-parentheses)

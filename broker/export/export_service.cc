@@ -138,7 +138,7 @@ void ExportStream::OnReadDone(bool ok) {
     for (audit::Entry& e : to_log) {
       service_->audit_->Append(
           std::move(e), [self = shared_from_this(), through, receipts, remaining,
-                         failed](absl::StatusOr<audit::AppendResult> r) {
+                         failed](const absl::StatusOr<audit::AppendResult>& r) {
             if (!r.ok()) failed->store(true);
             if (remaining->fetch_sub(1) != 1) return;
             absl::MutexLock lock(&self->mu_);
@@ -279,20 +279,20 @@ void ExportStream::Pump() {
     // The batch goes out once its batch_sent entry is durable; meanwhile the next is cut.
     const uint64_t id = ++outbox_ids_;
     outbox_.push_back({id, false, std::move(**next)});
-    audit->Append(
-        *std::move(sent), [self = shared_from_this(), id](absl::StatusOr<audit::AppendResult> r) {
-          absl::MutexLock lock(&self->mu_);
-          if (!r.ok()) {
-            self->FinishLocked(
-                grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                             absl::StrCat("audit log cannot write: ", r.status().message())));
-            return;
-          }
-          for (Outgoing& o : self->outbox_) {
-            if (o.id == id) o.ready = true;
-          }
-          self->Schedule();
-        });
+    audit->Append(*std::move(sent),
+                  [self = shared_from_this(), id](const absl::StatusOr<audit::AppendResult>& r) {
+                    absl::MutexLock lock(&self->mu_);
+                    if (!r.ok()) {
+                      self->FinishLocked(grpc::Status(
+                          grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("audit log cannot write: ", r.status().message())));
+                      return;
+                    }
+                    for (Outgoing& o : self->outbox_) {
+                      if (o.id == id) o.ready = true;
+                    }
+                    self->Schedule();
+                  });
     Schedule();
     return;
   }

@@ -43,7 +43,7 @@ ExportSession::ExportSession(Options options, std::string policy_version,
                              std::vector<int32_t> partitions, const fed::Credit& initial_credit,
                              RecordSource* source, RecordTransform* transform,
                              const core::Clock* clock, ExportCounters counters)
-    : options_(options),
+    : options_(std::move(options)),
       policy_version_(std::move(policy_version)),
       partitions_(std::move(partitions)),
       source_(source),

@@ -276,6 +276,11 @@ void ImportStream::Setup() {
     // Fail closed: no stream while the audit log cannot write; retried after the backoff.
     checkpoints = absl::UnavailableError(link_.audit->Health().message());
   } else {
+    // A barrier: a transaction of the link's writer that still carries batches of our previous
+    // attempt (staged before it ended) commits or aborts before we read what Kafka holds, or
+    // recovery would miss what it writes and the owner would send it again. Later transactions
+    // leave this stream out (it is not streaming).
+    { absl::MutexLock write(&link_.writer->write_mutex()); }
     checkpoints = Recover();
   }
   std::shared_ptr<ReplicateCall> begin;
