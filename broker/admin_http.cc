@@ -34,6 +34,18 @@ absl::StatusOr<std::string> AdminServer::Start(const std::string& address) {
         ready.ok() ? std::string("ready\n") : absl::StrCat("not ready: ", ready.message(), "\n"),
         "text/plain");
   });
+  for (const auto& [method, path, handler] : routes_) {
+    auto serve = [handler](const httplib::Request&, httplib::Response& res) {
+      AdminResponse r = handler();
+      res.status = r.status;
+      res.set_content(r.body, r.content_type);
+    };
+    if (method == "POST") {
+      server_->Post(path, serve);
+    } else {
+      server_->Get(path, serve);
+    }
+  }
   int bound = port;
   if (port == 0) {
     bound = server_->bind_to_any_port(host);
@@ -44,6 +56,10 @@ absl::StatusOr<std::string> AdminServer::Start(const std::string& address) {
   if (bound <= 0) return absl::UnavailableError(absl::StrCat("admin: cannot listen on ", address));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return absl::StrCat(host, ":", bound);
+}
+
+void AdminServer::AddRoute(const std::string& method, const std::string& path, Handler handler) {
+  routes_.push_back({method, path, std::move(handler)});
 }
 
 void AdminServer::Stop() {

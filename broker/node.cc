@@ -39,6 +39,25 @@ audit::Entry PeerKeyEntry(const PeerConfig& p) {
   return key;
 }
 
+std::string JsonString(absl::string_view s) { return absl::StrCat("\"", log::JsonEscape(s), "\""); }
+
+std::string ShareJson(const policy::Share& s, policy::ShareState state) {
+  auto time = [](const std::optional<absl::Time>& t) {
+    return t.has_value()
+               ? JsonString(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *t, absl::UTCTimeZone()))
+               : std::string("null");
+  };
+  return absl::StrCat(
+      "{\"dataset\":", JsonString(s.dataset), ",\"peer\":", JsonString(s.peer),
+      ",\"state\":", JsonString(policy::ShareStateName(state)),
+      ",\"purpose\":", JsonString(s.purpose), ",\"licence\":", JsonString(s.licence),
+      ",\"owner\":{\"organisation\":", JsonString(s.owner_organisation),
+      ",\"contact\":", JsonString(s.owner_contact), "},\"valid_from\":", time(s.valid_from),
+      ",\"valid_until\":", time(s.valid_until), ",\"retention_ms\":",
+      s.retention.has_value() ? absl::StrCat(absl::ToInt64Milliseconds(*s.retention)) : "null",
+      ",\"defined_in\":", JsonString(absl::StrCat(s.file, ":", s.line)), "}");
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
@@ -67,27 +86,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
     }
   }
 
-  std::set<std::string> peer_names;
-  for (const PeerConfig& p : cfg.peers) peer_names.insert(p.name);
-  auto policy = policy::PolicySnapshot::LoadDirectory(cfg.policies_dir, peer_names);
-  if (!policy.ok()) {
-    if (node->audit_ != nullptr) {
-      audit::Entry rejected;
-      rejected.type = audit::EntryType::kPolicyRejected;
-      rejected.reason = std::string(policy.status().message());
-      node->audit_->AppendAndWait(rejected).IgnoreError();
-    }
-    return policy.status();
-  }
-  node->policy_.store(*policy);
-  log::Info("policies_loaded", {{"dir", cfg.policies_dir}, {"version", (*policy)->version()}});
-  if (node->audit_ != nullptr) {
-    audit::Entry load;
-    load.type = audit::EntryType::kPolicyLoad;
-    load.policy_version = (*policy)->version();
-    load.reason = cfg.policies_dir;
-    node->audit_->AppendAsync(load);
-  }
+  PolicyManager::Options policy_options;
+  policy_options.dir = cfg.policies_dir;
+  for (const PeerConfig& p : cfg.peers) policy_options.peers.insert(p.name);
+  auto policies = PolicyManager::Load(policy_options, &node->metrics_, node->audit_.get());
+  if (!policies.ok()) return policies.status();
+  node->policies_ = *std::move(policies);
 
   auto auth = PeerAuthenticator::Create(cfg);
   if (!auth.ok()) return auth.status();
@@ -123,7 +127,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
   for (const PeerConfig& peer : cfg.peers) {
     if (peer.address.empty()) continue;
     auto link = std::make_unique<PeerLink>(cfg, peer, *auth, node->kafka_.get(), &node->metrics_,
-                                           node->audit_.get());
+                                           node->audit_.get(), [raw] { return raw->policies(); });
     link->Start();
     node->links_.push_back(std::move(link));
   }
@@ -137,6 +141,25 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
     if (!raw->kafka_->Reachable(2000)) return absl::UnavailableError("Kafka does not answer");
     return absl::OkStatus();
   });
+  node->admin_->AddRoute("GET", "/policy/status", [raw] {
+    return AdminResponse{200, raw->policies_->StatusJson(absl::Now())};
+  });
+  node->admin_->AddRoute("POST", "/policy/reload", [raw] {
+    const PolicyManager::Result r = raw->ReloadPolicies("admin");
+    std::string body = absl::StrCat("{\"ok\":", r.ok ? "true" : "false",
+                                    ",\"changed\":", r.changed ? "true" : "false",
+                                    ",\"version\":\"", log::JsonEscape(r.version), "\"");
+    if (!r.ok) absl::StrAppend(&body, ",\"error\":\"", log::JsonEscape(r.error), "\"");
+    body += ",\"warnings\":[";
+    for (size_t i = 0; i < r.warnings.size(); ++i) {
+      absl::StrAppend(&body, i > 0 ? "," : "", "\"", log::JsonEscape(r.warnings[i]), "\"");
+    }
+    body += "]}\n";
+    return AdminResponse{r.ok ? 200 : 422, std::move(body)};
+  });
+  node->admin_->AddRoute("GET", "/datasets", [raw] {
+    return AdminResponse{200, raw->DatasetsJson()};
+  });
   auto admin = node->admin_->Start(cfg.admin);
   if (!admin.ok()) return admin.status();
   node->admin_address_ = *admin;
@@ -144,6 +167,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
       .Gauge("uop_build_info", "Build and node information",
              {{"node", cfg.node}, {"version", std::string(kSoftware)}})
       ->Set(1);
+  node->policies_->StartWatching();
   node->ready_.store(true);
   node->started_ = true;
   log::Info("node_started", {{"node", cfg.node},
@@ -153,20 +177,53 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
   return node;
 }
 
-std::shared_ptr<const policy::PolicySnapshot> Node::policies() const { return policy_.load(); }
+std::shared_ptr<const policy::PolicySnapshot> Node::policies() const {
+  return policies_->Current();
+}
+
+PolicyManager::Result Node::ReloadPolicies(absl::string_view trigger) {
+  return policies_->Reload(trigger);
+}
+
+std::string Node::DatasetsJson() const {
+  // What this node offers (its shares, with their state now) and what it receives from each
+  // peer, with the terms the owner sent.
+  const absl::Time now = absl::Now();
+  const std::shared_ptr<const policy::PolicySnapshot> snapshot = policies();
+  std::string out =
+      absl::StrCat("{\"node\":\"", log::JsonEscape(config_.node), "\",\"policy_version\":\"",
+                   snapshot->version(), "\",\"shares\":[");
+  bool first = true;
+  for (const policy::Share* s : snapshot->Shares()) {
+    absl::StrAppend(&out, first ? "" : ",",
+                    ShareJson(*s, snapshot->StateAt(s->dataset, s->peer, now)));
+    first = false;
+  }
+  out += "],\"imports\":[";
+  first = true;
+  for (const auto& link : links_) {
+    for (const std::string& d : link->DatasetsJson()) {
+      absl::StrAppend(&out, first ? "" : ",", d);
+      first = false;
+    }
+  }
+  out += "]}\n";
+  return out;
+}
 
 void Node::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   ready_.store(false);
   if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+  if (admin_) admin_->Stop();  // it reads links_ (GET /datasets)
+  if (policies_) policies_->Stop();
   // Receivers first: each aborts or finishes its transaction and stops pulling.
   for (auto& link : links_) link->Stop();
   links_.clear();
   if (export_service_) export_service_->Stop();
   if (listener_) listener_->Stop();  // before the server stops: it would drop handed fds
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  if (admin_) admin_->Stop();
   if (started_) log::Info("node_stopped", {{"node", config_.node}});
   if (audit_ != nullptr) {
     audit::Entry stop;

@@ -16,6 +16,7 @@
 #include "broker/export/export_service.h"
 #include "broker/import/import_link.h"
 #include "broker/node_audit.h"
+#include "broker/policy_manager.h"
 #include "broker/tls_listener.h"
 #include "core/metrics.h"
 #include "kafka/client.h"
@@ -34,6 +35,11 @@ class Node {
   const std::string& admin_address() const { return admin_address_; }
   const std::string& kafka_bootstrap() const { return kafka_->bootstrap(); }
   std::shared_ptr<const policy::PolicySnapshot> policies() const;
+  // Reads the policy directory again (SIGHUP, POST /policy/reload); a bad set is refused and the
+  // last good one stays.
+  PolicyManager::Result ReloadPolicies(absl::string_view trigger);
+  // GET /datasets: this node's shares and what it receives, with terms.
+  std::string DatasetsJson() const;
 
  private:
   Node() = default;
@@ -41,8 +47,7 @@ class Node {
   core::Metrics metrics_;
   std::unique_ptr<NodeAudit> audit_;  // null without an audit section; outlives the sessions
   std::unique_ptr<kafka::Env> kafka_;
-  // Published whole; readers load it without taking a lock of ours.
-  std::atomic<std::shared_ptr<const policy::PolicySnapshot>> policy_;
+  std::unique_ptr<PolicyManager> policies_;  // the snapshot in force, reloads, validity windows
   std::unique_ptr<ExportService> export_service_;
   std::unique_ptr<TlsListener> listener_;  // stopped before server_ shuts down
   std::unique_ptr<grpc::Server> server_;

@@ -1,4 +1,5 @@
-// uopd: the federation broker daemon. Parses flags, starts a Node, waits for SIGTERM/SIGINT.
+// uopd: the federation broker daemon. Parses flags, starts a Node, waits for SIGTERM/SIGINT;
+// SIGHUP reloads the policies.
 #include <malloc.h>
 
 #include <csignal>
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape): none ar
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reload the policies
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -100,7 +102,12 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape): none ar
     return 1;
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (true) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    uop::log::Info("signal", {{"signal", "SIGHUP"}});
+    (*node)->ReloadPolicies("SIGHUP");  // logs and reports its result itself
+  }
   uop::log::Info("signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   (*node)->Shutdown();
   node->reset();

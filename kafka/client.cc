@@ -162,6 +162,57 @@ absl::StatusOr<std::map<std::string, int>> Env::AllPartitionCounts() const {
   return counts;
 }
 
+absl::Status Env::SetTopicRetention(const std::string& topic, std::optional<int64_t> retention_ms) {
+  if (mock_ != nullptr) {
+    return absl::UnimplementedError(
+        "embedded Kafka (librdkafka's mock cluster) keeps no topic configs");
+  }
+  char err[512];
+  rd_kafka_ConfigResource_t* resource =
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  if (retention_ms.has_value()) {
+    const std::string value = std::to_string(*retention_ms);
+    if (rd_kafka_resp_err_t e =
+            rd_kafka_ConfigResource_set_config(resource, "retention.ms", value.c_str());
+        e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_ConfigResource_destroy(resource);
+      return absl::InvalidArgumentError(
+          absl::StrCat("retention.ms for ", topic, ": ", rd_kafka_err2str(e)));
+    }
+  }
+  rd_kafka_AdminOptions_t* options =
+      rd_kafka_AdminOptions_new(admin_.get(), RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+  rd_kafka_AdminOptions_set_request_timeout(options, 5000, err, sizeof err);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(admin_.get());
+  rd_kafka_AlterConfigs(admin_.get(), &resource, 1, options, queue);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 6000);
+  absl::Status status;
+  if (ev == nullptr) {
+    status = absl::DeadlineExceededError(
+        absl::StrCat("AlterConfigs of ", topic, ": no answer within 6 s"));
+  } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    status = absl::UnavailableError(
+        absl::StrCat("AlterConfigs of ", topic, ": ", rd_kafka_event_error_string(ev)));
+  } else {
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t** results =
+        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
+    for (size_t i = 0; i < n; ++i) {
+      if (rd_kafka_ConfigResource_error(results[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* msg = rd_kafka_ConfigResource_error_string(results[i]);
+        status = absl::UnavailableError(absl::StrCat(
+            "AlterConfigs of ", topic, ": ",
+            msg != nullptr ? msg : rd_kafka_err2str(rd_kafka_ConfigResource_error(results[i]))));
+      }
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_ConfigResource_destroy(resource);
+  return status;
+}
+
 std::map<std::string, absl::Status> Env::EnsureTopics(const std::map<std::string, int>& topics) {
   std::map<std::string, absl::Status> result;
   std::map<std::string, int> wanted;

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -82,6 +83,11 @@ class Env {
   // missing ones, then metadata until they show (a hundred datasets start in seconds). Returns
   // per topic OK or why not.
   std::map<std::string, absl::Status> EnsureTopics(const std::map<std::string, int>& topics);
+
+  // Sets the topic's retention.ms (nullopt: back to the cluster's default) with AlterConfigs,
+  // which replaces the topic's whole dynamic config (our mirror topics carry no other).
+  // Unimplemented on librdkafka's mock cluster, which keeps no topic configs.
+  absl::Status SetTopicRetention(const std::string& topic, std::optional<int64_t> retention_ms);
 
  private:
   Env() = default;

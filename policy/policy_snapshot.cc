@@ -802,6 +802,7 @@ class Loader {
     }
     auto list = [](const std::vector<std::string>& v) { return absl::StrJoin(v, ", "); };
     for (const auto& [id, s] : out_->shares_) {
+      const size_t block_start = c.size();
       absl::StrAppend(&c, "share ", s->dataset, " -> ", s->peer, "\n");
       absl::StrAppend(&c, "  format: ", FormatName(s->format), "\n");
       if (!s->location.empty()) absl::StrAppend(&c, "  location: ", s->location, "\n");
@@ -860,6 +861,7 @@ class Loader {
       if (s->records_per_s) {
         absl::StrAppend(&c, "  rate.records_per_s: ", NumberText(*s->records_per_s), "\n");
       }
+      s->canonical = c.substr(block_start);
     }
     for (const auto& [id, a] : out_->accepts_) {
       absl::StrAppend(&c, "accept ", a->dataset, " <- ", a->peer, "\n");

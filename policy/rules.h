@@ -100,6 +100,9 @@ struct Share {
   std::string owner_contact;
   std::string file;  // where the share is defined (for explain and diff)
   int line = 0;
+  // This share's block of the snapshot's canonical text: two snapshots apply the same rules to
+  // (dataset, peer) iff their blocks are equal (a reload restarts only the streams it changes).
+  std::string canonical;
 
   // True when records leave byte for byte (no JSON rules): the transform does not parse them.
   bool identity() const { return fields.empty() && spatial.empty() && !aggregate.has_value(); }

@@ -226,11 +226,38 @@ void ExportStream::EndLocked(const grpc::Status& status) {
 }
 
 absl::Status ExportStream::CheckShare() {
+  // At a record boundary: nothing after this is read under rules no longer in force.
   std::shared_ptr<const policy::PolicySnapshot> current = service_->policies_();
-  if (current == snapshot_ || current->Allows(topic_, peer_)) return absl::OkStatus();
-  return absl::PermissionDeniedError(absl::StrCat("dataset '", topic_,
-                                                  "' is no longer shared with peer '", peer_,
-                                                  "' (policy ", current->version(), ")"));
+  const policy::Share* now_share = current->FindShare(topic_, peer_);
+  if (now_share == nullptr) {
+    return absl::PermissionDeniedError(absl::StrCat("dataset '", topic_,
+                                                    "' is no longer shared with peer '", peer_,
+                                                    "' (policy ", current->version(), ")"));
+  }
+  const absl::Time now = absl::Now();
+  switch (current->StateAt(topic_, peer_, now)) {
+    case policy::ShareState::kActive:
+      break;
+    case policy::ShareState::kExpired:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the share of dataset '", topic_, "' with peer '", peer_, "' expired at ",
+          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *now_share->valid_until, absl::UTCTimeZone()),
+          " (policy ", current->version(), ")"));
+    default:
+      return absl::FailedPreconditionError(
+          absl::StrCat("the share of dataset '", topic_, "' with peer '", peer_,
+                       "' is not valid now (policy ", current->version(), ")"));
+  }
+  if (current == snapshot_) return absl::OkStatus();
+  const policy::Share* mine = snapshot_->FindShare(topic_, peer_);
+  if (mine != nullptr && mine->canonical == now_share->canonical) {
+    // Other rules changed, not this share's: the stream goes on under identical rules.
+    return absl::OkStatus();
+  }
+  return absl::AbortedError(absl::StrCat("the sharing rules of dataset '", topic_, "' with peer '",
+                                         peer_, "' changed (policy ", snapshot_->version(), " -> ",
+                                         current->version(),
+                                         "): subscribe again to resume under the new rules"));
 }
 
 void ExportStream::Pump() {
@@ -242,7 +269,10 @@ void ExportStream::Pump() {
     return;
   }
   if (absl::Status s = CheckShare(); !s.ok()) {
-    log::Warn("export_share_revoked", {{"peer", peer_}, {"topic", topic_}});
+    const char* event = s.code() == absl::StatusCode::kPermissionDenied ? "export_share_revoked"
+                        : s.code() == absl::StatusCode::kAborted        ? "export_share_changed"
+                                                                        : "export_share_stopped";
+    log::Warn(event, {{"peer", peer_}, {"topic", topic_}, {"reason", std::string(s.message())}});
     FinishLocked(ToGrpcStatus(s));
     return;
   }
@@ -607,7 +637,14 @@ grpc::ServerUnaryReactor* ExportService::ListOffers(grpc::CallbackServerContext*
     response->mutable_hello()->set_node(config_.node);
     response->mutable_hello()->set_protocol_version(kProtocolVersion);
     response->mutable_hello()->set_software(std::string(kSoftware));
-    const std::vector<std::string> topics = snapshot->TopicsFor(*peer);
+    // Only shares valid now: the receiver stops asking for one that stopped until it is back.
+    const absl::Time now = absl::Now();
+    std::vector<std::string> topics;
+    for (const std::string& topic : snapshot->TopicsFor(*peer)) {
+      if (snapshot->StateAt(topic, *peer, now) == policy::ShareState::kActive) {
+        topics.push_back(topic);
+      }
+    }
     // One metadata request for all of them (or a snapshot of a moment ago), not one per topic.
     absl::StatusOr<std::map<std::string, int>> counts = partition_counts_.ForTopics(topics);
     for (const std::string& topic : topics) {
@@ -627,6 +664,21 @@ grpc::ServerUnaryReactor* ExportService::ListOffers(grpc::CallbackServerContext*
       offer->set_topic(topic);
       offer->set_partitions(*partitions);
       offer->set_policy_version(snapshot->version());
+      if (const policy::Share* share = snapshot->FindShare(topic, *peer); share != nullptr) {
+        fed::ShareTerms* terms = offer->mutable_terms();
+        terms->set_purpose(share->purpose);
+        terms->set_licence(share->licence);
+        terms->set_owner_organisation(share->owner_organisation);
+        terms->set_owner_contact(share->owner_contact);
+        if (share->valid_from)
+          terms->set_valid_from_unix_ms(absl::ToUnixMillis(*share->valid_from));
+        if (share->valid_until) {
+          terms->set_valid_until_unix_ms(absl::ToUnixMillis(*share->valid_until));
+        }
+        if (share->retention) {
+          terms->set_retention_ms(absl::ToInt64Milliseconds(*share->retention));
+        }
+      }
     }
     reactor->Finish(grpc::Status::OK);
   });

@@ -195,6 +195,17 @@ void ImportStream::Start() {
   link_.setup->Post([this] { Setup(); });
 }
 
+void ImportStream::Readmit() {
+  absl::MutexLock lock(&mu_);
+  if (!withdrawn_.load() || stopping_) return;
+  withdrawn_.store(false);
+  backoff_.Reset();
+  retry_at_ = absl::Now();
+  log::Info(
+      "import_share_back",
+      {{"peer", link_.peer->name}, {"topic", offer_.topic()}, {"partitions", partitions_label_}});
+}
+
 void ImportStream::Stop() {
   std::shared_ptr<ReplicateCall> cancel;
   {
@@ -413,6 +424,20 @@ void ImportStream::FinishAttemptLocked(const grpc::Status& status) {
     streaming_.store(false);
     if (stopping_) {
       state_ = State::kBackoff;
+      return;
+    }
+    if (failure_.ok() && (status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                          status.error_code() == grpc::StatusCode::FAILED_PRECONDITION)) {
+      // The owner revoked the share, or it is outside its validity window: stop asking until
+      // the owner offers it again (PeerLink::RunOffers calls Readmit).
+      state_ = State::kBackoff;
+      retry_at_ = absl::InfiniteFuture();
+      withdrawn_.store(true);
+      log::Warn("import_share_withdrawn", {{"peer", link_.peer->name},
+                                           {"topic", offer_.topic()},
+                                           {"partitions", partitions_label_},
+                                           {"code", absl::StatusCodeToString(reason.code())},
+                                           {"reason", std::string(reason.message())}});
       return;
     }
     if (progressed_) backoff_.Reset();
@@ -751,13 +776,15 @@ void LinkWriter::WriteRound() {
 
 PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
                    const std::shared_ptr<const PeerAuthenticator>& auth, kafka::Env* kafka,
-                   core::Metrics* metrics, NodeAudit* audit)
+                   core::Metrics* metrics, NodeAudit* audit,
+                   std::function<std::shared_ptr<const policy::PolicySnapshot>()> policies)
     : config_(config),
       peer_(peer),
       kafka_(kafka),
       metrics_(metrics),
       group_id_(absl::StrCat("uop-import.", config.node, ".", peer.name)),
-      audit_(audit) {
+      audit_(audit),
+      policies_(std::move(policies)) {
   if (audit_ != nullptr) {
     // Receipts only for an owner whose audit key we have: it has ours too (docs/protocol.md).
     log_audit_ = std::make_unique<LogImportAudit>(
@@ -817,6 +844,96 @@ void PeerLink::Stop() {
   }
   if (setup_ != nullptr) setup_.reset();  // runs what is queued (setups see stopping), joins
   writer_->Stop();
+}
+
+std::optional<int64_t> PeerLink::EffectiveRetentionMs(const fed::DatasetOffer& offer) {
+  std::optional<absl::Duration> owner;
+  if (offer.terms().has_retention_ms()) owner = absl::Milliseconds(offer.terms().retention_ms());
+  std::optional<absl::Duration> effective =
+      policies_ != nullptr ? policies_()->EffectiveRetention(peer_.name, offer.topic(), owner)
+                           : owner;
+  if (!effective.has_value()) return std::nullopt;
+  return absl::ToInt64Milliseconds(*effective);
+}
+
+void PeerLink::ApplyRetention(const fed::ListOffersResponse& offers) {
+  for (const fed::DatasetOffer& offer : offers.offers()) {
+    const std::optional<int64_t> wanted = EffectiveRetentionMs(offer);
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = datasets_.find(offer.topic());
+      if (it == datasets_.end()) continue;
+      if (it->second.retention_applied.has_value() && *it->second.retention_applied == wanted) {
+        continue;
+      }
+      if (!it->second.retention_note.empty() && absl::Now() < retention_retry_at_) continue;
+    }
+    absl::Status s;
+    for (const std::string& topic : {core::MirrorTopicName(peer_.name, offer.topic()),
+                                     core::DeadLetterTopicName(peer_.name, offer.topic())}) {
+      if (s.ok()) s = kafka_->SetTopicRetention(topic, wanted);
+    }
+    const std::string shown = wanted.has_value() ? std::to_string(*wanted) : "cluster default";
+    absl::MutexLock lock(&mu_);
+    auto it = datasets_.find(offer.topic());
+    if (it == datasets_.end()) continue;
+    if (s.ok()) {
+      it->second.retention_applied = wanted;
+      it->second.retention_note.clear();
+      log::Info("import_retention_set",
+                {{"peer", peer_.name}, {"topic", offer.topic()}, {"retention_ms", shown}});
+    } else {
+      // Kafka without topic configs (a mock cluster) or an admin API we may not use: said once
+      // per dataset, tried again in ten minutes.
+      it->second.retention_note = std::string(s.message());
+      retention_retry_at_ = absl::Now() + absl::Minutes(10);
+      log::Warn("import_retention_not_set", {{"peer", peer_.name},
+                                             {"topic", offer.topic()},
+                                             {"retention_ms", shown},
+                                             {"reason", std::string(s.message())}});
+    }
+  }
+}
+
+std::vector<std::string> PeerLink::DatasetsJson() {
+  auto str = [](absl::string_view v) { return absl::StrCat("\"", log::JsonEscape(v), "\""); };
+  auto opt_ms = [](bool has, int64_t ms) { return has ? absl::StrCat(ms) : std::string("null"); };
+  auto opt_time = [&](bool has, int64_t ms) {
+    return has ? str(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(ms),
+                                      absl::UTCTimeZone()))
+               : std::string("null");
+  };
+  std::vector<std::string> out;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [topic, ds] : datasets_) {
+    const fed::ShareTerms& t = ds.offer.terms();
+    std::string state = !ds.offered                                      ? "withdrawn"
+                        : ds.stream != nullptr && ds.stream->withdrawn() ? "withdrawn"
+                        : ds.stream != nullptr && ds.stream->streaming_partitions() > 0
+                            ? "streaming"
+                        : ds.assigned.empty() ? "not_assigned_here"
+                                              : "connecting";
+    std::string retention = "null";
+    if (ds.retention_applied.has_value() && ds.retention_applied->has_value()) {
+      retention = absl::StrCat(**ds.retention_applied);
+    }
+    out.push_back(absl::StrCat(
+        "{\"peer\":", str(peer_.name), ",\"dataset\":", str(topic),
+        ",\"mirror_topic\":", str(core::MirrorTopicName(peer_.name, topic)),
+        ",\"dead_letter_topic\":", str(core::DeadLetterTopicName(peer_.name, topic)),
+        ",\"partitions\":", ds.offer.partitions(), ",\"state\":", str(state),
+        ",\"policy_version\":", str(ds.offer.policy_version()), ",\"purpose\":", str(t.purpose()),
+        ",\"licence\":", str(t.licence()), ",\"owner\":{\"organisation\":",
+        str(t.owner_organisation()), ",\"contact\":", str(t.owner_contact()),
+        "},\"valid_from\":", opt_time(t.has_valid_from_unix_ms(), t.valid_from_unix_ms()),
+        ",\"valid_until\":", opt_time(t.has_valid_until_unix_ms(), t.valid_until_unix_ms()),
+        ",\"owner_retention_ms\":", opt_ms(t.has_retention_ms(), t.retention_ms()),
+        ",\"retention_ms_applied\":", retention,
+        ds.retention_note.empty() ? std::string()
+                                  : absl::StrCat(",\"retention_note\":", str(ds.retention_note)),
+        "}"));
+  }
+  return out;
 }
 
 void PeerLink::RunOffers() {
@@ -896,12 +1013,32 @@ void PeerLink::RunOffers() {
         datasets_.emplace(offer.topic(), std::move(ds));
         subscription_changed_ = true;
       }
+      {
+        // Terms and versions follow the owner; a withdrawn share that is offered again resumes.
+        absl::MutexLock lock(&mu_);
+        for (const fed::DatasetOffer& offer : response.offers()) {
+          auto it = datasets_.find(offer.topic());
+          if (it == datasets_.end()) continue;
+          it->second.offer = offer;
+          it->second.offered = true;
+          if (it->second.stream != nullptr) it->second.stream->Readmit();
+        }
+        for (auto& [topic, ds] : datasets_) {
+          bool offered = false;
+          for (const fed::DatasetOffer& offer : response.offers()) {
+            offered = offered || offer.topic() == topic;
+          }
+          ds.offered = offered;
+        }
+      }
+      ApplyRetention(response);
       // Offers are re-read to pick up new shares; sooner while a stream is down, so the link
       // state follows the peer within seconds.
       bool all_streaming = true;
       {
         absl::MutexLock lock(&mu_);
         for (const auto& [topic, ds] : datasets_) {
+          if (ds.stream != nullptr && ds.stream->withdrawn()) all_streaming = false;
           if (!ds.assigned.empty() &&
               (ds.stream == nullptr ||
                ds.stream->streaming_partitions() < static_cast<int>(ds.assigned.size()))) {

@@ -38,6 +38,7 @@
 #include "core/metrics.h"
 #include "core/thread_pool.h"
 #include "kafka/client.h"
+#include "policy/policy_snapshot.h"
 #include "uop/federation/v1/federation.grpc.pb.h"
 
 namespace uop::broker {
@@ -80,6 +81,11 @@ class ImportStream {
   int streaming_partitions() const {
     return streaming_.load() ? static_cast<int>(partitions_.size()) : 0;
   }
+  // The owner ended the stream because the share was revoked or is outside its validity window:
+  // no new attempt until Readmit().
+  bool withdrawn() const { return withdrawn_.load(); }
+  // The owner offers the dataset again: the next attempt starts now.
+  void Readmit();
   int64_t lag_records() const { return lag_records_.load(); }
   double lag_seconds() const { return lag_seconds_.load(); }
 
@@ -131,6 +137,7 @@ class ImportStream {
   core::MetricValue* reconnects_;
   core::MetricValue* transactions_;
   std::atomic<bool> streaming_{false};
+  std::atomic<bool> withdrawn_{false};
   std::atomic<int64_t> lag_records_{0};
   std::atomic<double> lag_seconds_{0};
 
@@ -214,13 +221,17 @@ class LinkWriter {
 // ImportStream per dataset with partitions assigned to this node.
 class PeerLink {
  public:
-  // `audit` (null: none) must outlive the link.
+  // `audit` (null: none) must outlive the link. `policies` gives this node's rules in force (its
+  // accept rules' max_retention lowers the owner's retention).
   PeerLink(const NodeConfig& config, const PeerConfig& peer,
            const std::shared_ptr<const PeerAuthenticator>& auth, kafka::Env* kafka,
-           core::Metrics* metrics, NodeAudit* audit);
+           core::Metrics* metrics, NodeAudit* audit,
+           std::function<std::shared_ptr<const policy::PolicySnapshot>()> policies);
   ~PeerLink();
   void Start();
   void Stop();
+  // GET /datasets: one JSON object per dataset this link receives, with the owner's terms.
+  std::vector<std::string> DatasetsJson();
 
  private:
   struct Dataset {
@@ -231,6 +242,10 @@ class PeerLink {
     core::MetricValue* stream_up;
     core::MetricValue* lag_records;
     core::MetricValue* lag_seconds;
+    bool offered = true;  // in the owner's last offers (a share that stopped is not)
+    // retention.ms in force on the mirror topic: unset until applied; nullopt inside: default.
+    std::optional<std::optional<int64_t>> retention_applied;
+    std::string retention_note;  // why it is not applied, if not
   };
 
   void RunOffers();
@@ -242,6 +257,11 @@ class PeerLink {
   void Reassign(Dataset* dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishGroupMetadata(rd_kafka_t* consumer);
   void PublishMetrics() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The lower of the owner's retention and our max_retention, as retention.ms of the mirror and
+  // dead-letter topics; set when it changes.
+  void ApplyRetention(const uop::federation::v1::ListOffersResponse& offers)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::optional<int64_t> EffectiveRetentionMs(const uop::federation::v1::DatasetOffer& offer);
   bool Stopping();
 
   const NodeConfig& config_;
@@ -253,6 +273,7 @@ class PeerLink {
   core::MetricValue* link_up_;
   core::MetricValue* offers_;
   NodeAudit* audit_;
+  std::function<std::shared_ptr<const policy::PolicySnapshot>()> policies_;
   NoAuditSink no_audit_;
   std::unique_ptr<LogImportAudit> log_audit_;
 
@@ -267,6 +288,7 @@ class PeerLink {
   // Offered datasets whose topics exist, by origin topic; the group subscribes their mirrors.
   std::map<std::string, Dataset> datasets_ ABSL_GUARDED_BY(mu_);
   bool subscription_changed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time retention_retry_at_ ABSL_GUARDED_BY(mu_);  // after a failed AlterConfigs
   std::thread offers_thread_;
   std::thread group_thread_;
 };

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import signal
 import subprocess
+import time
 
 from uoptest.cluster import Cluster, Federation, scaled, wait_until
 
@@ -90,3 +92,128 @@ def test_share_drops_pseudonymises_and_filters_by_bbox(cluster: Cluster):
     assert hm.value("uop_export_withheld_total", **exp) == 2
     assert hm.value("uop_export_records_total", **exp) == 2
     assert KEY not in f.helsinki.http_get("/metrics")[1]
+
+
+# ------------------------------------------------------------------------------ reload and expiry
+
+def share_policy(drop: list[str], extra: str = "") -> str:
+    return (f"dataset: {TOPIC}\nformat: json\nowner: {{organisation: City of Helsinki, "
+            f"contact: data@hel.example}}\nshares:\n  - peer: tallinn\n"
+            f"    purpose: cross-border-noise-map\n    licence: CC-BY-4.0\n    retention: 30d\n"
+            f"    fields:\n      drop: [{', '.join(drop)}]\n{extra}")
+
+
+def produce(f: Federation, records: list[tuple[str, str]]) -> None:
+    kcat("-P", "-b", f.hk.bootstrap, "-t", TOPIC, "-p", "0", "-K", "\t",
+         stdin="".join(f"{k}\t{v}\n" for k, v in records))
+
+
+def mirrored(f: Federation) -> list[dict]:
+    return [json.loads(line) for line in kcat(
+        "-C", "-b", f.tk.bootstrap, "-t", MIRROR, "-e", "-J", "-X",
+        "isolation.level=read_committed").splitlines() if line.strip()]
+
+
+def test_reload_switches_rules_at_a_record_boundary_and_a_bad_edit_keeps_them(cluster: Cluster):
+    """A tightening reload (file change) applies to every record read after it, with nothing lost
+    or repeated; a bad edit is refused with file:line:column and the last good rules stay; a
+    revoked share ends the stream on both sides and the receiver stops asking until it is back."""
+    f = Federation(cluster, owner_topics={TOPIC: 1},
+                   policies={"noise.yaml": share_policy(["operator"])})
+    f.wait_streaming()
+    produce(f, [(f"a{i}", json.dumps({"sensor": f"a{i}", "operator": "Jane", "n": i}))
+                for i in range(3)])
+    wait_until(lambda: f.imported() == 3, 20, "the first 3 records", procs=[f.helsinki, f.tallinn])
+    first_version = json.loads(f.helsinki.http_get("/policy/status")[1])["version"]
+
+    # Tighten by editing the file: the watcher loads it; the stream restarts under the new rules.
+    mark = f.helsinki.log_mark()
+    (f.helsinki.dir / "policies" / "noise.yaml").write_text(share_policy(["operator", "sensor"]))
+    wait_until(lambda: f.helsinki.events("policies_loaded", since=mark, trigger="file change"), 20,
+               "helsinki to load the edited policy", procs=[f.helsinki])
+    tight_version = f.helsinki.events("policies_loaded", since=mark)[-1]["version"]
+    assert tight_version != first_version
+    produce(f, [(f"b{i}", json.dumps({"sensor": f"b{i}", "operator": "Jane", "n": 10 + i}))
+                for i in range(3)])
+    wait_until(lambda: f.imported() == 6, 30, "the 3 records after the reload",
+               procs=[f.helsinki, f.tallinn])
+    assert f.helsinki.events("export_share_changed", since=mark)
+    out = mirrored(f)
+    values = [json.loads(m["payload"]) for m in out]
+    assert [v["n"] for v in values] == [0, 1, 2, 10, 11, 12]  # nothing lost, nothing twice
+    assert all("operator" not in v for v in values)
+    assert [("sensor" in v) for v in values] == [True] * 3 + [False] * 3
+    versions = [dict(zip(m["headers"][0::2], m["headers"][1::2]))["uop.policy.version"]
+                for m in out]
+    assert versions == [first_version] * 3 + [tight_version] * 3
+
+    # A bad edit: refused with where and why, the tight rules stay and the stream goes on.
+    (f.helsinki.dir / "policies" / "noise.yaml").write_text(
+        share_policy(["operator", "sensor"]).replace("retention: 30d", "retention: soon"))
+    status, body = f.helsinki.http_post("/policy/reload")
+    assert status == 422, body
+    reply = json.loads(body)
+    assert reply["ok"] is False and reply["version"] == tight_version
+    assert "noise.yaml:" in reply["error"] and "retention" in reply["error"], reply
+    st = json.loads(f.helsinki.http_get("/policy/status")[1])
+    assert st["version"] == tight_version and st["last_attempt_ok"] is False, st
+    assert f.helsinki.metric("uop_policy_last_reload_ok") == 0
+    assert f.helsinki.metric("uop_policy_reloads_total", result="rejected") >= 1
+    produce(f, [("c0", json.dumps({"sensor": "c0", "operator": "Jane", "n": 20}))])
+    wait_until(lambda: f.imported() == 7, 20, "a record after the bad edit",
+               procs=[f.helsinki, f.tallinn])
+    assert "sensor" not in json.loads(mirrored(f)[-1]["payload"])
+
+    # The receiver's catalogue shows the terms the owner sent.
+    def catalogue() -> dict:
+        (imp,) = json.loads(f.tallinn.http_get("/datasets")[1])["imports"]
+        return imp
+    # dev-kafka keeps no topic configs: the catalogue says so rather than claim a retention.
+    wait_until(lambda: "retention_note" in catalogue(), 20, "tallinn to try retention.ms",
+               procs=[f.tallinn])
+    imp = catalogue()
+    assert (imp["dataset"], imp["peer"], imp["state"]) == (TOPIC, "helsinki", "streaming"), imp
+    assert (imp["purpose"], imp["licence"]) == ("cross-border-noise-map", "CC-BY-4.0"), imp
+    assert imp["owner"] == {"organisation": "City of Helsinki", "contact": "data@hel.example"}
+    assert imp["owner_retention_ms"] == 30 * 86400 * 1000, imp
+    assert imp["retention_ms_applied"] is None, imp
+
+    # Revoke (SIGHUP): both sides log it; the receiver stops asking until the share is back.
+    tmark, hmark = f.tallinn.log_mark(), f.helsinki.log_mark()
+    (f.helsinki.dir / "policies" / "noise.yaml").write_text(
+        f"dataset: {TOPIC}\nformat: json\nshares: []\n")
+    f.helsinki.popen.send_signal(signal.SIGHUP)
+    wait_until(lambda: f.tallinn.events("import_share_withdrawn", since=tmark), 20,
+               "tallinn to see the share withdrawn", procs=[f.helsinki, f.tallinn])
+    assert f.helsinki.events("export_share_revoked", since=hmark)
+    produce(f, [("d0", json.dumps({"sensor": "d0", "operator": "Jane", "n": 30}))])
+    wait_until(lambda: json.loads(f.tallinn.http_get("/datasets")[1])["imports"][0]["state"]
+               == "withdrawn", 20, "tallinn's catalogue to say withdrawn", procs=[f.tallinn])
+    (f.helsinki.dir / "policies" / "noise.yaml").write_text(share_policy(["operator", "sensor"]))
+    f.helsinki.popen.send_signal(signal.SIGHUP)
+    wait_until(lambda: f.imported() == 8, 40, "the record produced while revoked, once back",
+               procs=[f.helsinki, f.tallinn])
+    assert f.tallinn.events("import_share_back", since=tmark)
+    # While withdrawn, tallinn did not keep subscribing: at most the one refusal in flight.
+    assert len(f.helsinki.events("subscribe_denied", since=hmark)) <= 1
+    assert [json.loads(m["payload"])["n"] for m in mirrored(f)][-2:] == [20, 30]
+
+
+def test_a_share_past_its_validity_window_stops_by_itself(cluster: Cluster):
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + scaled(8)))
+    f = Federation(cluster, owner_topics={TOPIC: 1}, policies={"noise.yaml": share_policy(
+        ["operator"]).replace("    retention: 30d\n",
+                              f"    valid: {{from: 2026-01-01T00:00:00Z, until: {until}}}\n")})
+    f.wait_streaming()
+    produce(f, [("a0", json.dumps({"sensor": "a0", "operator": "Jane"}))])
+    wait_until(lambda: f.imported() == 1, 20, "a record inside the window",
+               procs=[f.helsinki, f.tallinn])
+    wait_until(lambda: f.helsinki.events("share_stopped", dataset=TOPIC, peer="tallinn"), 30,
+               "helsinki to log the share's end", procs=[f.helsinki])
+    wait_until(lambda: f.tallinn.events("import_share_withdrawn"), 20,
+               "tallinn to stop asking", procs=[f.tallinn])
+    (stopped,) = f.helsinki.events("export_share_stopped")
+    assert "expired at " + until in stopped["reason"], stopped
+    st = json.loads(f.helsinki.http_get("/policy/status")[1])
+    assert [s["state"] for s in st["shares"]] == ["expired"], st
+    assert f.helsinki.metric("uop_policy_shares_active") == 0

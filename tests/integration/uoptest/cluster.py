@@ -411,6 +411,15 @@ class Uopd(Proc):
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def http_post(self, path: str, timeout: float = 10) -> tuple[int, str]:
+        req = urllib.request.Request(f"http://{self.ready['admin']}{path}", data=b"",
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=scaled(timeout)) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
     def metrics(self) -> Metrics:
         status, body = self.http_get("/metrics")
         assert status == 200, f"{self.name} /metrics answered {status}: {body}"
