@@ -158,6 +158,10 @@ def test_reload_switches_rules_at_a_record_boundary_and_a_bad_edit_keeps_them(cl
     st = json.loads(f.helsinki.http_get("/policy/status")[1])
     assert st["version"] == tight_version and st["last_attempt_ok"] is False, st
     assert f.helsinki.metric("uop_policy_last_reload_ok") == 0
+    r = cluster.uopctl("policy", "reload", "--admin", f.helsinki.ready["admin"])
+    assert r.returncode == 1 and r.stdout.startswith("refused: ") and tight_version in r.stdout, r
+    r = cluster.uopctl("policy", "status", "--admin", f.helsinki.ready["admin"])
+    assert r.returncode == 1 and "refused: " in r.stdout and "noise.observations" in r.stdout, r
     assert f.helsinki.metric("uop_policy_reloads_total", result="rejected") >= 1
     produce(f, [("c0", json.dumps({"sensor": "c0", "operator": "Jane", "n": 20}))])
     wait_until(lambda: f.imported() == 7, 20, "a record after the bad edit",
@@ -177,6 +181,10 @@ def test_reload_switches_rules_at_a_record_boundary_and_a_bad_edit_keeps_them(cl
     assert imp["owner"] == {"organisation": "City of Helsinki", "contact": "data@hel.example"}
     assert imp["owner_retention_ms"] == 30 * 86400 * 1000, imp
     assert imp["retention_ms_applied"] is None, imp
+    r = cluster.uopctl("status", "--admin", f.tallinn.ready["admin"])
+    assert r.returncode == 0, r
+    assert "cross-border-noise-map" in r.stdout and "CC-BY-4.0" in r.stdout, r.stdout
+    assert "streaming" in r.stdout and str(30 * 86400 * 1000) in r.stdout, r.stdout
 
     # Revoke (SIGHUP): both sides log it; the receiver stops asking until the share is back.
     tmark, hmark = f.tallinn.log_mark(), f.helsinki.log_mark()

@@ -24,6 +24,7 @@
 #include "kafka/client.h"
 #include "tools/uopctl/audit_cmd.h"
 #include "tools/uopctl/kafka_topic_reader.h"
+#include "tools/uopctl/node_cmd.h"
 #include "tools/uopctl/policy_cmd.h"
 
 namespace {
@@ -328,6 +329,12 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "audit") return uop::tools::AuditMain(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "status")
+    return uop::tools::StatusMain(argc - 1, argv + 1);
+  if (argc > 2 && std::string(argv[1]) == "policy" &&
+      (std::string(argv[2]) == "reload" || std::string(argv[2]) == "status")) {
+    return uop::tools::PolicyNodeMain(argc - 2, argv + 2);  // a running node's policies
+  }
   if (argc > 1 && std::string(argv[1]) == "policy") {
     return uop::tools::PolicyMain(argc - 1, argv + 1);  // lint, explain, diff, test
   }
