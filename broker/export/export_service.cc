@@ -62,6 +62,7 @@ class ExportStream final : public grpc::ServerBidiReactor<fed::ReceiverMessage, 
   void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckShare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteRefusalsLocked(const fed::Ack& ack) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   ExportService* const service_;
   grpc::CallbackServerContext* const context_;
@@ -158,8 +159,49 @@ void ExportStream::OnReadDone(bool ok) {
     FinishLocked(ToGrpcStatus(s));
     return;
   }
+  if (read_msg_.has_ack() && read_msg_.ack().refusals_size() > 0)
+    NoteRefusalsLocked(read_msg_.ack());
   StartRead(&read_msg_);
   if (!write_in_flight_) Schedule();
+}
+
+void ExportStream::NoteRefusalsLocked(const fed::Ack& ack) {
+  // The receiver's accept rules refused these records: counted, logged and audited here, so the
+  // owner's admins see what their peer would not take (docs/protocol.md).
+  std::map<std::string, int> by_reason;
+  for (const fed::RecordRefusal& r : ack.refusals()) {
+    ++by_reason[r.reason()];
+    if (service_->audit_ != nullptr) {
+      audit::Entry e;
+      e.type = audit::EntryType::kBatchRefused;
+      e.peer = peer_;
+      e.dataset = topic_;
+      e.topic = topic_;
+      e.partition = r.partition();
+      e.first_offset = r.offset();
+      e.last_offset = r.offset();
+      e.record_count = 1;
+      e.policy_version = snapshot_->version();
+      e.reason = absl::StrCat("refused by the receiver's accept rule: ", r.reason(),
+                              r.detail().empty() ? "" : ": ", r.detail());
+      service_->audit_->AppendAsync(std::move(e));
+    }
+  }
+  for (const auto& [reason, n] : by_reason) {
+    service_->metrics_
+        ->Counter("uop_export_refused_by_peer_total",
+                  "Records the peer's accept rules refused (they went to its dead-letter topic)",
+                  {{"peer", peer_}, {"topic", topic_}, {"reason", reason}})
+        ->Add(n);
+  }
+  const fed::RecordRefusal& first = ack.refusals(0);
+  log::Warn("export_refused_by_peer", {{"peer", peer_},
+                                       {"topic", topic_},
+                                       {"records", std::to_string(ack.refusals_size())},
+                                       {"first_partition", std::to_string(first.partition())},
+                                       {"first_offset", std::to_string(first.offset())},
+                                       {"reason", first.reason()},
+                                       {"detail", first.detail()}});
 }
 
 void ExportStream::OnWriteDone(bool ok) {

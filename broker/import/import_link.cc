@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <deque>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -318,7 +319,7 @@ void ImportStream::Setup() {
     const LinkTuning& tuning = link_.config->link;
     session_ = std::make_unique<ImportSession>(
         ImportSession::Options{tuning.window_batches * n, tuning.window_bytes * n,
-                               link_.audit != nullptr},
+                               link_.audit != nullptr, link_.policies},
         link_.peer->name, offer_.topic(), *std::move(checkpoints), core::Clock::Real());
     reported_ = ImportSession::Stats();
     failure_ = absl::OkStatus();
@@ -566,6 +567,18 @@ void ImportStream::Committed(AuditSink* audit) {
       const ImportSession::Stats& now = session_->stats();
       records_written_->Add(static_cast<double>(now.written - reported_.written));
       deadlettered_->Add(static_cast<double>(now.deadletters - reported_.deadletters));
+      for (const RefusedRecord& r : session_->last_deadletters()) {
+        if (absl::StartsWith(r.reason, "refused by accept rule: ")) {
+          const std::string_view rest = std::string_view(r.reason).substr(24);
+          link_.metrics
+              ->Counter("uop_import_refused_records_total",
+                        "Records our accept rules refused (to the dead-letter topic), by reason",
+                        {{"peer", link_.peer->name},
+                         {"topic", offer_.topic()},
+                         {"reason", std::string(rest.substr(0, rest.find(':')))}})
+              ->Add(1);
+        }
+      }
       duplicates_dropped_->Add(static_cast<double>(now.duplicates - reported_.duplicates));
       batches_written_->Add(static_cast<double>(now.batches - reported_.batches));
       transactions_->Add(static_cast<double>(now.transactions - reported_.transactions));
@@ -846,6 +859,23 @@ void PeerLink::Stop() {
   writer_->Stop();
 }
 
+bool PeerLink::Accepts(const std::string& dataset) {
+  const std::shared_ptr<const policy::PolicySnapshot> rules =
+      policies_ != nullptr ? policies_() : nullptr;
+  if (rules == nullptr || rules->FindAccept(peer_.name, dataset) != nullptr) return true;
+  bool names_peer = false;
+  for (const policy::AcceptRule* a : rules->AcceptRules())
+    names_peer = names_peer || a->peer == peer_.name;
+  if (!names_peer) return true;  // no accept rule names this peer: accepted as offered
+  if (not_accepted_logged_.insert(dataset).second) {
+    log::Warn("import_not_accepted", {{"peer", peer_.name},
+                                      {"topic", dataset},
+                                      {"policy", rules->version()},
+                                      {"reason", "no accept rule of ours for this dataset"}});
+  }
+  return false;
+}
+
 std::optional<int64_t> PeerLink::EffectiveRetentionMs(const fed::DatasetOffer& offer) {
   std::optional<absl::Duration> owner;
   if (offer.terms().has_retention_ms()) owner = absl::Milliseconds(offer.terms().retention_ms());
@@ -975,6 +1005,7 @@ void PeerLink::RunOffers() {
         absl::MutexLock lock(&mu_);
         for (const fed::DatasetOffer& offer : response.offers()) {
           if (datasets_.contains(offer.topic())) continue;
+          if (!Accepts(offer.topic())) continue;  // our accept rules do not take it
           // Our topics, with the origin's partitioning (origin partition p is mirror
           // partition p).
           topics[core::MirrorTopicName(peer_.name, offer.topic())] = offer.partitions();
@@ -1179,7 +1210,7 @@ void PeerLink::Reassign(Dataset* ds) {
   }
   if (ds->assigned.empty() || stopping_) return;
   LinkContext link{&config_,      &peer_,       channel_,  kafka_, metrics_,
-                   writer_.get(), setup_.get(), group_id_, audit_};
+                   writer_.get(), setup_.get(), group_id_, audit_, policies_};
   ds->stream = std::make_unique<ImportStream>(
       link, ds->offer, std::vector<int32_t>(ds->assigned.begin(), ds->assigned.end()));
   ds->stream->Start();

@@ -57,6 +57,8 @@ struct LinkContext {
   core::ThreadPool* setup = nullptr;  // recovery and subscription work
   std::string group_id;               // the link's import group (positions live there)
   NodeAudit* audit = nullptr;         // null: no audit log
+  // This node's rules in force (the accept stage); null: accept everything offered.
+  std::function<std::shared_ptr<const policy::PolicySnapshot>()> policies;
 };
 
 // One Replicate stream: one dataset, the partitions of it this node holds. Attempts follow each
@@ -261,6 +263,9 @@ class PeerLink {
   // dead-letter topics; set when it changes.
   void ApplyRetention(const uop::federation::v1::ListOffersResponse& offers)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether our accept rules take `dataset` from this peer: yes if one names it, or if none names
+  // this peer at all (docs/policy.md). Logs a refusal once per dataset.
+  bool Accepts(const std::string& dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::optional<int64_t> EffectiveRetentionMs(const uop::federation::v1::DatasetOffer& offer);
   bool Stopping();
 
@@ -289,6 +294,7 @@ class PeerLink {
   std::map<std::string, Dataset> datasets_ ABSL_GUARDED_BY(mu_);
   bool subscription_changed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time retention_retry_at_ ABSL_GUARDED_BY(mu_);  // after a failed AlterConfigs
+  std::set<std::string> not_accepted_logged_ ABSL_GUARDED_BY(mu_);
   std::thread offers_thread_;
   std::thread group_thread_;
 };

@@ -172,6 +172,14 @@ absl::Status ImportSession::Stage(TransactionalSink* sink, const RefusedRecords&
   if (queue_.empty()) return absl::OkStatus();
   Staged st;
   st.next = checkpoints_;
+  // The accept stage, on the rules in force now (a reload applies from the next transaction).
+  std::shared_ptr<const policy::PolicySnapshot> rules =
+      options_.policies != nullptr ? options_.policies() : nullptr;
+  if (rules != nullptr) {
+    bool any = false;
+    for (const policy::AcceptRule* a : rules->AcceptRules()) any = any || a->peer == peer_;
+    if (!any) rules = nullptr;  // no accept rule names this peer: accepted as offered
+  }
   for (const fed::RecordBatch& batch : queue_) {
     const uint64_t batch_bytes = batch.ByteSizeLong();
     st.bytes += batch_bytes;
@@ -201,7 +209,23 @@ absl::Status ImportSession::Stage(TransactionalSink* sink, const RefusedRecords&
                     Provenance(p, rec, batch.policy_version()),
                     false};
       std::string reason;
-      if (const std::string* known = refused.Find(p, rec.offset()); known != nullptr) {
+      if (rules != nullptr) {
+        const policy::AcceptDecision d =
+            rules->CheckIncoming(peer_, origin_topic_, rec.key(), rec.value());
+        if (!d.accepted) {
+          reason = absl::StrCat("refused by accept rule: ", d.reason, d.detail.empty() ? "" : ": ",
+                                d.detail);
+          fed::RecordRefusal& r = st.refusals.emplace_back();
+          r.set_partition(p);
+          r.set_offset(rec.offset());
+          r.set_reason(d.reason);
+          r.set_detail(d.detail);
+          ++st.delta.refused_by_rule;
+        }
+      }
+      if (!reason.empty()) {
+        // straight to the dead-letter topic
+      } else if (const std::string* known = refused.Find(p, rec.offset()); known != nullptr) {
         reason = *known;
       } else {
         RETURN_IF_ERROR(sink->Produce(out, &reason));
@@ -279,6 +303,7 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
   st.delta.batches = static_cast<int64_t>(st.batches);
   stats_.written += st.delta.written;
   stats_.deadletters += st.delta.deadletters;
+  stats_.refused_by_rule += st.delta.refused_by_rule;
   stats_.duplicates += st.delta.duplicates;
   stats_.batches += st.delta.batches;
   stats_.transactions += 1;
@@ -286,6 +311,7 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
   std::vector<fed::ReceiverMessage> out(2);
   out[0].mutable_ack()->set_through_batch_seq(written_seq_);
   for (fed::BatchReceipt& r : receipts) *out[0].mutable_ack()->add_receipts() = std::move(r);
+  for (fed::RecordRefusal& r : st.refusals) *out[0].mutable_ack()->add_refusals() = std::move(r);
   out[1].mutable_credit()->set_batches(static_cast<uint32_t>(st.batches));
   out[1].mutable_credit()->set_bytes(st.bytes);
   batch_credit_ += static_cast<int64_t>(st.batches);

@@ -1,12 +1,14 @@
 // The receiver's protocol core for one Replicate stream, without sockets or Kafka:
-// receive (order, credit, replay filter) -> accept (receiver's rules; today all) -> write (one
+// receive (order, credit, replay filter) -> accept (the receiver's accept rules) -> write (one
 // Kafka transaction through a TransactionalSink, dead letters) -> record (AuditSink) ->
 // acknowledge (Ack + Credit). The gRPC and Kafka adapters in import_link.cc drive it.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -19,6 +21,7 @@
 #include "absl/time/time.h"
 #include "core/clock.h"
 #include "core/provenance.h"
+#include "policy/policy_snapshot.h"
 #include "uop/federation/v1/federation.pb.h"
 
 namespace uop::broker {
@@ -133,9 +136,13 @@ class ImportSession {
     int window_batches = 8;
     int64_t window_bytes = 8 << 20;
     bool digest_batches = false;  // compute WrittenBatch::sha256 (for the audit log)
+    // The accept stage: the receiver's own rules in force (looked up once per transaction).
+    // Null, or no accept rule naming this peer: every record is accepted.
+    std::function<std::shared_ptr<const policy::PolicySnapshot>()> policies;
   };
   struct Stats {
     int64_t written = 0, deadletters = 0, duplicates = 0, batches = 0, transactions = 0;
+    int64_t refused_by_rule = 0;  // of deadletters: refused by our accept rules
   };
 
   // `checkpoints`: what our Kafka holds, per subscribed origin partition (recovery's result).
@@ -206,6 +213,7 @@ class ImportSession {
     std::map<int32_t, core::PartitionCheckpoint> next;
     std::map<int32_t, WrittenRange> ranges;
     std::vector<RefusedRecord> deadletters;
+    std::vector<uop::federation::v1::RecordRefusal> refusals;  // by our accept rules
     std::vector<WrittenBatch> batch_info;
     Stats delta;
     int64_t newest_ts = 0;

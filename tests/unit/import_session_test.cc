@@ -112,9 +112,9 @@ class ImportSessionTest : public ::testing::Test {
  protected:
   std::unique_ptr<ImportSession> Make(std::map<int32_t, core::PartitionCheckpoint> checkpoints,
                                       int window_batches = 8) {
-    auto s = std::make_unique<ImportSession>(ImportSession::Options{window_batches, 1 << 20, false},
-                                             "helsinki", "noise.observations",
-                                             std::move(checkpoints), &clock_);
+    auto s = std::make_unique<ImportSession>(
+        ImportSession::Options{window_batches, 1 << 20, false, nullptr}, "helsinki",
+        "noise.observations", std::move(checkpoints), &clock_);
     EXPECT_TRUE(s->OnSubscribed(Subscribed(3), 3).ok());
     return s;
   }
@@ -142,7 +142,8 @@ TEST_F(ImportSessionTest, SubscribeCarriesOurPartitionsTokensAndWindow) {
 }
 
 TEST_F(ImportSessionTest, RefusesAnOwnerWhosePartitionCountOrTopicDiffers) {
-  ImportSession s({8, 1 << 20}, "helsinki", "noise.observations", {{0, {}}}, &clock_);
+  ImportSession s({8, 1 << 20, false, nullptr}, "helsinki", "noise.observations", {{0, {}}},
+                  &clock_);
   absl::Status st = s.OnSubscribed(Subscribed(4), 3);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(st.message(), "owner answered subscribe with an unexpected message or partition count");
@@ -274,6 +275,57 @@ TEST_F(ImportSessionTest, RecordRefusedByMirrorAndDeadLetterGoesWithoutItsValue)
   EXPECT_EQ(sink_.committed[0].headers.at("uop.deadletter.reason"),
             "kafka refused the record: too large; value not stored: too large for the "
             "dead-letter topic too");
+}
+
+TEST_F(ImportSessionTest, AcceptRulesSendRefusedRecordsToTheDeadLetterTopicAndTellTheOwner) {
+  // Our rule: records from helsinki's noise.observations at most 8 bytes (key + value).
+  auto rules = policy::PolicySnapshot::FromFiles(
+      {{"accept.yaml",
+        "accept:\n  - peer: helsinki\n    dataset: noise.observations\n"
+        "    max_record_bytes: 8\n"}},
+      {"helsinki"});
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  std::shared_ptr<const policy::PolicySnapshot> snapshot = *rules;
+  ImportSession s({8, 1 << 20, false, [snapshot] { return snapshot; }}, "helsinki",
+                  "noise.observations", {{0, {}}}, &clock_);
+  ASSERT_TRUE(s.OnSubscribed(Subscribed(3), 3).ok());
+  fed::OwnerMessage batch = Batch(1, 0, {0, 1, 2});
+  batch.mutable_batch()->mutable_records(1)->set_value("a value of 21 bytes..");
+  ASSERT_TRUE(s.OnOwnerMessage(std::move(batch)).ok());
+  auto replies = s.WriteQueued(&sink_, &audit_, &refused_);
+  ASSERT_TRUE(replies.ok()) << replies.status();
+  ASSERT_EQ(sink_.committed.size(), 3u);
+  EXPECT_EQ(sink_.committed[0].target, OutRecord::Target::kMirror);
+  EXPECT_EQ(sink_.committed[1].target, OutRecord::Target::kDeadLetter);
+  EXPECT_THAT(sink_.committed[1].headers.at("uop.deadletter.reason"),
+              ::testing::StartsWith("refused by accept rule: too_large"));
+  EXPECT_EQ(sink_.committed[2].target, OutRecord::Target::kMirror);
+  const fed::Ack& ack = (*replies)[0].ack();
+  EXPECT_EQ(ack.through_batch_seq(), 1u);
+  ASSERT_EQ(ack.refusals_size(), 1);
+  EXPECT_EQ(ack.refusals(0).partition(), 0);
+  EXPECT_EQ(ack.refusals(0).offset(), 1);
+  EXPECT_EQ(ack.refusals(0).reason(), "too_large");
+  EXPECT_EQ(s.stats().refused_by_rule, 1);
+  EXPECT_EQ(s.stats().deadletters, 1);
+  EXPECT_EQ(s.checkpoints().at(0).last_offset(), 2);  // a refused record counts as done
+}
+
+TEST_F(ImportSessionTest, WithoutAnAcceptRuleNamingThePeerEverythingIsAccepted) {
+  auto rules = policy::PolicySnapshot::FromFiles(
+      {{"accept.yaml",
+        "accept:\n  - peer: riga\n    dataset: noise.observations\n    max_record_bytes: 1\n"}},
+      {"helsinki", "riga"});
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  std::shared_ptr<const policy::PolicySnapshot> snapshot = *rules;
+  ImportSession s({8, 1 << 20, false, [snapshot] { return snapshot; }}, "helsinki",
+                  "noise.observations", {{0, {}}}, &clock_);
+  ASSERT_TRUE(s.OnSubscribed(Subscribed(3), 3).ok());
+  ASSERT_TRUE(s.OnOwnerMessage(Batch(1, 0, {0, 1})).ok());
+  auto replies = s.WriteQueued(&sink_, &audit_, &refused_);
+  ASSERT_TRUE(replies.ok()) << replies.status();
+  EXPECT_EQ((*replies)[0].ack().refusals_size(), 0);
+  EXPECT_EQ(s.stats().written, 2);
 }
 
 TEST_F(ImportSessionTest, AuditFailureAcknowledgesNothing) {

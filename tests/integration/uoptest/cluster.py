@@ -557,7 +557,8 @@ class Federation:
     MIRROR = "helsinki.noise.observations"
 
     def __init__(self, cluster: Cluster, *, owner_topics: Optional[Mapping[str, int]] = None,
-                 policies: Optional[Mapping[str, str]] = None) -> None:
+                 policies: Optional[Mapping[str, str]] = None,
+                 receiver_policies: Optional[Mapping[str, str]] = None) -> None:
         self.cluster = cluster
         self.owner_topics = dict(owner_topics or {self.TOPIC: 3})
         self.hk = cluster.dev_kafka("helsinki-kafka", self.owner_topics)
@@ -574,7 +575,8 @@ class Federation:
         self.proxy = cluster.proxy(self.helsinki.federation_port)
         self.tallinn = cluster.uopd("tallinn",
                                     peers=[cluster.peer("helsinki", self.proxy.address)],
-                                    kafka_bootstrap=self.tk.bootstrap)
+                                    kafka_bootstrap=self.tk.bootstrap,
+                                    policies=receiver_policies)
 
     def restart_owner(self) -> None:
         """Restart helsinki (after kill9/terminate) and point the proxy at its new port."""
