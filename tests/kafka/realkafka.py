@@ -216,6 +216,11 @@ class UopdNode(Proc):
         except (urllib.error.URLError, OSError) as e:
             raise AssertionError(f"{self.name}: GET /metrics failed: {e!r}") from None
 
+    def http_get(self, path: str, timeout: float = 10) -> tuple[int, str]:
+        with urllib.request.urlopen(f"http://{self.ready['admin']}{path}",
+                                    timeout=scaled(timeout)) as r:
+            return r.status, r.read().decode()
+
     def try_metrics(self) -> Optional[Metrics]:
         """Metrics, or None while the node is down or not answering."""
         if not self.alive or not self.ready:

@@ -81,7 +81,11 @@ class ResumeFederation(FaultRounds):
         h_dir = self.dir / "helsinki"
         (h_dir / "policies").mkdir(parents=True)
         for name, topic in (("noise.yaml", TOPIC), ("transactional.yaml", TX_TOPIC)):
-            (h_dir / "policies" / name).write_text(f"dataset: {topic}\nshares:\n  - peer: tallinn\n")
+            # noise.observations keeps 30 days at the peer; tallinn lowers it to 7 (see
+            # test_mirror_topics_carry_the_lower_retention).
+            retention = "    retention: 30d\n" if topic == TOPIC else ""
+            (h_dir / "policies" / name).write_text(
+                f"dataset: {topic}\nshares:\n  - peer: tallinn\n{retention}")
         (h_dir / "node.yaml").write_text(self._config(
             "helsinki", pki, peer="tallinn", peer_address=None, bootstrap=self.hk.bootstrap))
         self.helsinki = UopdNode("helsinki", h_dir / "node.yaml", self.dir)
@@ -89,6 +93,9 @@ class ResumeFederation(FaultRounds):
 
         t_dir = self.dir / "tallinn"
         (t_dir / "policies").mkdir(parents=True)
+        (t_dir / "policies" / "accept.yaml").write_text(
+            "accept:\n" + "".join(f"  - peer: helsinki\n    dataset: {t}\n    max_retention: 7d\n"
+                                  for t in (TOPIC, TX_TOPIC)))
         (t_dir / "node.yaml").write_text(self._config(
             "tallinn", pki, peer="helsinki", peer_address=self.helsinki.ready["federation"],
             bootstrap=self.tk.bootstrap))
@@ -316,3 +323,29 @@ def test_lag_reaches_zero_when_the_origin_topic_is_transactional(fed):
         log(f"{TX_TOPIC}: {TX_RECORDS} records, high watermarks {ends} (sum {sum(ends)}); lag 0 "
             f"{lag_zero_after:.1f}s after compare, and still 0 "
             f"{4 * LINK['heartbeat_interval_ms']} ms later")
+
+
+def test_mirror_topics_carry_the_lower_retention(fed):
+    """Terms travel with the data: helsinki's share keeps 30 days, tallinn's accept rule 7; the
+    mirror and dead-letter topics get retention.ms of 7 days (AlterConfigs), as Kafka's own
+    ConfigCommand reads back. For the share without a retention, tallinn's 7 days alone apply."""
+    week = str(7 * 86400 * 1000)
+    with diagnosed(fed, "retention"):
+        wait_until(lambda: len(fed.tallinn.events("import_retention_set", topic=TOPIC)) >= 1, 60,
+                   "tallinn to set retention.ms", procs=[fed.tallinn])
+        # One per incarnation of tallinn (the first test restarts it): all say the same.
+        assert {e["retention_ms"] for e in fed.tallinn.events("import_retention_set",
+                                                               topic=TOPIC)} == {week}
+        for topic in (MIRROR, DEADLETTER):
+            out = fed.kafka_tool("kafka.admin.ConfigCommand", "--bootstrap-server",
+                                 fed.tk.bootstrap, "--entity-type", "topics", "--entity-name",
+                                 topic, "--describe", timeout=120)
+            assert f"retention.ms={week}" in out, out
+        (imp,) = [d for d in json.loads(fed.tallinn.http_get("/datasets")[1])["imports"]
+                  if d["dataset"] == TOPIC]
+        assert imp["owner_retention_ms"] == 30 * 86400 * 1000 and imp["retention_ms_applied"] \
+            == int(week), imp
+        (tx,) = [d for d in json.loads(fed.tallinn.http_get("/datasets")[1])["imports"]
+                 if d["dataset"] == TX_TOPIC]
+        assert tx["owner_retention_ms"] is None, tx  # 7d from tallinn's own rule alone
+        assert tx["retention_ms_applied"] == int(week), tx
