@@ -34,8 +34,10 @@ absl::StatusOr<std::string> AdminServer::Start(const std::string& address) {
         ready.ok() ? std::string("ready\n") : absl::StrCat("not ready: ", ready.message(), "\n"),
         "text/plain");
   });
-  for (const auto& [method, path, handler] : routes_) {
-    auto serve = [handler](const httplib::Request&, httplib::Response& res) {
+  for (const Route& route : routes_) {
+    const std::string& method = route.method;
+    const std::string& path = route.path;
+    auto serve = [handler = route.handler](const httplib::Request&, httplib::Response& res) {
       AdminResponse r = handler();
       res.status = r.status;
       res.set_content(r.body, r.content_type);

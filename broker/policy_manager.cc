@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<PolicyManager>> PolicyManager::Load(Options optio
 void PolicyManager::Audit(audit::Entry entry) {
   if (audit_ == nullptr) return;
   const std::string type(audit::EntryTypeName(entry.type));
-  audit_->Append(std::move(entry), [type](absl::StatusOr<audit::AppendResult> r) {
+  audit_->Append(std::move(entry), [type](const absl::StatusOr<audit::AppendResult>& r) {
     if (!r.ok()) {
       log::Error("audit_append_failed",
                  {{"type", type}, {"reason", std::string(r.status().message())}});

@@ -23,7 +23,7 @@ void RefusedRecords::Forget(int32_t partition, int64_t last_offset) {
 ImportSession::ImportSession(Options options, std::string peer, std::string origin_topic,
                              std::map<int32_t, core::PartitionCheckpoint> checkpoints,
                              const core::Clock* clock)
-    : options_(options),
+    : options_(std::move(options)),
       peer_(std::move(peer)),
       origin_topic_(std::move(origin_topic)),
       mirror_topic_(core::MirrorTopicName(peer_, origin_topic_)),

@@ -264,3 +264,32 @@ def test_a_receiver_accept_rule_refuses_an_oversized_record_into_its_dead_letter
         procs=[f.tallinn])
     note = f.tallinn.events("import_retention_not_set")[0]
     assert note["retention_ms"] == str(7 * 86400 * 1000), note
+
+
+def test_policy_preview_shows_the_last_records_as_the_peer_would_get_them(cluster: Cluster,
+                                                                          tmp_path):
+    """`uopctl policy preview`: a dry run of a policy directory no node has loaded, on the last N
+    records of a live Kafka topic."""
+    k = cluster.dev_kafka("preview-kafka", {TOPIC: 1})
+    kcat("-P", "-b", k.bootstrap, "-t", TOPIC, "-p", "0", "-K", "\t", stdin="".join(
+        f"{s}\t{record(s, lon, lat)}\n" for s, lon, lat in [
+            ("hel-0", 24.9, 60.1), ("hel-1", 24.95, 60.17), ("hel-2", 10.0, 50.0),
+            ("hel-3", None, None), ("hel-4", 25.1, 60.3)]))
+    pdir = tmp_path / "candidate"
+    (pdir / "keys").mkdir(parents=True)
+    (pdir / "noise.yaml").write_text(POLICY)
+    (pdir / "keys" / "tallinn-test.key").write_text(KEY + "\n")
+    r = cluster.uopctl("policy", "preview", "--dir", pdir, "--dataset", TOPIC, "--peer",
+                       "tallinn", "--last", "4", "--bootstrap", k.bootstrap, "--peers", "tallinn")
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert "the last 4 records" in lines[0], r.stdout  # hel-0 is older than the last 4
+    assert lines[1] == (f"p0@1 kept key={pseudonym('hel-1')} value="
+                        + json.dumps({"sensor": pseudonym("hel-1"), "level": 61.5, "geometry": {
+                            "type": "Point", "coordinates": [24.95, 60.17]}},
+                            separators=(",", ":"))), r.stdout
+    assert lines[2:4] == ["p0@2 withheld (outside_area)", "p0@3 withheld (no_location)"], r.stdout
+    assert lines[4].startswith("p0@4 kept key=" + pseudonym("hel-4")), r.stdout
+    assert lines[-1] == ("summary: 4 read, 2 kept, 2 withheld (no_location 1, outside_area 1), "
+                         "0 into aggregation windows, 2 records would leave"), r.stdout
+    assert KEY not in r.stdout and "hel-1" not in r.stdout

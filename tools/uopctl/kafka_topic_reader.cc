@@ -1,6 +1,9 @@
 // Whole-topic reads with librdkafka (read_committed, partition EOF events).
 #include "tools/uopctl/kafka_topic_reader.h"
 
+#include <algorithm>
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "kafka/client.h"
@@ -24,7 +27,8 @@ absl::StatusOr<int> TopicPartitions(const std::string& bootstrap, const std::str
 }
 
 absl::StatusOr<std::map<int32_t, std::vector<ReadRecord>>> ReadWholeTopic(
-    const std::string& bootstrap, const std::string& topic, int partitions) {
+    const std::string& bootstrap, const std::string& topic, int partitions,
+    int64_t last_per_partition) {
   auto conf = kafka::MakeConf({{"bootstrap.servers", bootstrap},
                                {"group.id", "uopctl-reader"},
                                {"enable.auto.commit", "false"},
@@ -47,6 +51,7 @@ absl::StatusOr<std::map<int32_t, std::vector<ReadRecord>>> ReadWholeTopic(
       return absl::UnavailableError(absl::StrCat(topic, "[", p, "]: ", rd_kafka_err2str(e)));
     }
     out[p];
+    if (last_per_partition >= 0) low = std::max(low, high - last_per_partition);
     if (high <= low) continue;
     rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = low;
     open.insert(p);

@@ -23,9 +23,11 @@ struct ReadRecord {
   const std::optional<std::string>* Header(absl::string_view name) const;
 };
 
-// All records, per partition in offset order. `partitions` must be the topic's count.
+// All records, per partition in offset order. `partitions` must be the topic's count. With
+// `last_per_partition` >= 0, only the last that many offsets of each partition.
 absl::StatusOr<std::map<int32_t, std::vector<ReadRecord>>> ReadWholeTopic(
-    const std::string& bootstrap, const std::string& topic, int partitions);
+    const std::string& bootstrap, const std::string& topic, int partitions,
+    int64_t last_per_partition = -1);
 
 absl::StatusOr<int> TopicPartitions(const std::string& bootstrap, const std::string& topic);
 

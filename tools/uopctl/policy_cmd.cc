@@ -3,11 +3,13 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -21,6 +23,7 @@
 #include "policy/policy_snapshot.h"
 #include "policy/record_evaluator.h"
 #include "policy/share_transform.h"
+#include "tools/uopctl/kafka_topic_reader.h"
 #include "yaml-cpp/yaml.h"
 
 namespace uop::tools {
@@ -360,6 +363,121 @@ int Test(const std::string& dir, const PeerSource& peers, const std::string& key
   return failed == 0 ? 0 : 1;
 }
 
+// The last `last` records of the topic (the newest by timestamp, read from the end of every
+// partition) as `peer` would receive them under the rules of `dir`, with counts by reason.
+int Preview(const std::string& dir, const PeerSource& peers, const std::string& keys_dir,
+            const std::string& dataset, const std::string& peer, std::string bootstrap,
+            const std::string& node_config, int64_t last) {
+  auto s = Load(dir, peers, keys_dir, /*quiet_guess=*/true);
+  if (!s.ok()) return Fail(s.status());
+  if (bootstrap.empty() && !node_config.empty()) {
+    auto cfg = broker::LoadNodeConfig(node_config);
+    if (!cfg.ok()) return Fail(cfg.status());
+    bootstrap = cfg->kafka.bootstrap;
+    if (bootstrap.empty()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat(node_config,
+                       ": the node's Kafka is embedded (in its own process): give "
+                       "--bootstrap with the kafka_bootstrap of its --ready-file")));
+    }
+  }
+  if (bootstrap.empty()) {
+    return Fail(absl::InvalidArgumentError("give --bootstrap HOST:PORT or --config node.yaml"));
+  }
+  if (last <= 0) return Fail(absl::InvalidArgumentError("--last must be at least 1"));
+  const policy::Share* share = (*s)->FindShare(dataset, peer);
+  if (share == nullptr) {
+    std::printf("deny by default: no share of '%s' for '%s' in %s: nothing would leave\n",
+                dataset.c_str(), peer.c_str(), dir.c_str());
+    return 0;
+  }
+  auto partitions = TopicPartitions(bootstrap, dataset);
+  if (!partitions.ok()) return Fail(partitions.status());
+  auto read = ReadWholeTopic(bootstrap, dataset, *partitions, last);
+  if (!read.ok()) return Fail(read.status());
+  // The newest `last` over all partitions, then in offset order per partition.
+  std::vector<const ReadRecord*> all;
+  for (const auto& [p, records] : *read) {
+    for (const ReadRecord& r : records) all.push_back(&r);
+  }
+  std::stable_sort(all.begin(), all.end(), [](const ReadRecord* a, const ReadRecord* b) {
+    return a->timestamp_ms < b->timestamp_ms;
+  });
+  if (static_cast<int64_t>(all.size()) > last) all.erase(all.begin(), all.end() - last);
+  std::stable_sort(all.begin(), all.end(), [](const ReadRecord* a, const ReadRecord* b) {
+    return a->partition != b->partition ? a->partition < b->partition : a->offset < b->offset;
+  });
+  const absl::Time now = absl::Now();
+  std::printf(
+      "policy %s (%s, not loaded by any node), dataset %s, peer %s: the last %zu records of %s\n",
+      (*s)->version().c_str(), dir.c_str(), dataset.c_str(), peer.c_str(), all.size(),
+      bootstrap.c_str());
+  std::map<int32_t, std::unique_ptr<policy::ShareTransform>> transforms;
+  std::map<std::string, int64_t> withheld;
+  int64_t kept = 0, aggregated = 0, emitted = 0;
+  policy::TransformOutput out;
+  auto print_out = [&](const char* prefix) {
+    for (const policy::OutputRecord& o : out.records) {
+      ++emitted;
+      std::printf("%s key=%s value=%s\n", prefix, o.key.c_str(), o.value.c_str());
+    }
+    if (out.below_min_count_records > 0) withheld["below_min_count"] += out.below_min_count_records;
+    out.Clear();
+  };
+  for (const ReadRecord* r : all) {
+    auto it = transforms.find(r->partition);
+    if (it == transforms.end()) {
+      auto t = policy::ShareTransform::Resume(*s, dataset, peer, r->partition,
+                                              policy::EncodeOffsetToken(r->offset));
+      if (!t.ok()) return Fail(t.status());
+      it = transforms.emplace(r->partition, *std::move(t)).first;
+    }
+    policy::SourceRecord in;
+    in.partition = r->partition;
+    in.offset = r->offset;
+    in.timestamp_ms = r->timestamp_ms;
+    if (r->key.has_value()) in.key = *r->key;
+    if (r->value.has_value()) in.value = *r->value;
+    for (const auto& [k, v] : r->headers) {
+      in.headers.emplace_back(k, v.has_value() ? std::string_view(*v) : std::string_view());
+    }
+    const policy::Decision d = it->second->Apply(in, now, &out);
+    const std::string where = absl::StrCat("p", r->partition, "@", r->offset);
+    switch (d.verdict) {
+      case policy::Decision::Verdict::kKept:
+        ++kept;
+        print_out((where + " kept").c_str());
+        break;
+      case policy::Decision::Verdict::kAggregated:
+        ++aggregated;
+        print_out((where + " closes a window:").c_str());
+        break;
+      case policy::Decision::Verdict::kWithheld:
+        ++withheld[policy::WithheldReasonName(d.reason)];
+        std::printf("%s withheld (%s)\n", where.c_str(), policy::WithheldReasonName(d.reason));
+        print_out((where + " closes a window:").c_str());
+        break;
+    }
+  }
+  for (auto& [p, t] : transforms) {
+    t->Advance(now, &out);  // windows that are closed by now
+    print_out(absl::StrCat("p", p, " window closed by now:").c_str());
+  }
+  int64_t withheld_total = 0;
+  std::string reasons;
+  for (const auto& [reason, n] : withheld) {
+    withheld_total += n;
+    absl::StrAppend(&reasons, reasons.empty() ? "" : ", ", reason, " ", n);
+  }
+  std::printf(
+      "summary: %zu read, %lld kept, %lld withheld%s%s%s, %lld into aggregation windows, %lld "
+      "records would leave\n",
+      all.size(), static_cast<long long>(kept), static_cast<long long>(withheld_total),
+      reasons.empty() ? "" : " (", reasons.c_str(), reasons.empty() ? "" : ")",
+      static_cast<long long>(aggregated), static_cast<long long>(emitted));
+  return 0;
+}
+
 }  // namespace
 
 int PolicyMain(int argc, char** argv) {
@@ -390,6 +508,18 @@ int PolicyMain(int argc, char** argv) {
   diff->add_option("OLD", old_dir)->required();
   diff->add_option("NEW", dir)->required();
   common(diff);
+  std::string bootstrap, node_config;
+  int64_t last = 100;
+  auto* preview = app.add_subcommand(
+      "preview", "Dry run on real traffic: the last N records of a topic as a peer would get them");
+  preview->add_option("--dir", dir, "Policy directory (need not be loaded anywhere)")->required();
+  preview->add_option("--dataset", dataset)->required();
+  preview->add_option("--peer", peer)->required();
+  preview->add_option("--last", last, "How many of the newest records (default 100)");
+  preview->add_option("--bootstrap", bootstrap, "The owner's Kafka");
+  preview->add_option("--node-config", node_config, "Take the Kafka from this node config");
+  preview->add_option("--peers", peers.peers_csv, "Known peer names, comma-separated");
+  preview->add_option("--keys", keys_dir, "Pseudonymisation key directory (default DIR/keys)");
   auto* test = app.add_subcommand("test", "Run the example cases in DIR/cases/*.yaml");
   test->add_option("DIR", dir)->required();
   common(test);
@@ -402,6 +532,10 @@ int PolicyMain(int argc, char** argv) {
   if (*explain) return Explain(dir, peers, keys_dir, dataset, peer, record, key, at);
   if (*diff) return Diff(old_dir, dir, peers, keys_dir);
   if (*test) return Test(dir, peers, keys_dir);
+  if (*preview) {
+    if (peers.config.empty()) peers.config = node_config;
+    return Preview(dir, peers, keys_dir, dataset, peer, bootstrap, node_config, last);
+  }
   return 2;
 }
 
