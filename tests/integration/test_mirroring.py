@@ -341,7 +341,8 @@ def test_revoked_share_is_refused_on_resubscribe(cluster: Cluster):
     cluster.simulate(f.hk.bootstrap, TRAFFIC, 200, seed=3)
     assert_exactly_once(f.compare(TRAFFIC), 200)
 
-    # Revoke traffic.counts; tallinn keeps subscribing to it and must be refused.
+    # Revoke traffic.counts while helsinki is down: tallinn's next subscription to it is refused,
+    # and tallinn stops asking (the dataset is no longer in the offers).
     f.helsinki.terminate()
     f.helsinki.write_policies({"noise.yaml": both["noise.yaml"],
                                "traffic.yaml": f"dataset: {TRAFFIC}\n"})
@@ -357,8 +358,8 @@ def test_revoked_share_is_refused_on_resubscribe(cluster: Cluster):
                                          topic=TRAFFIC) >= 1, 10, "uop_export_refused_total")
     wait_until(lambda: any(f"dataset '{TRAFFIC}' is not shared with peer 'tallinn'"
                            in e["reason"] for e in
-                           f.tallinn.events("import_subscription_retry", topic=TRAFFIC)), 20,
-               "tallinn to log the refusal")
+                           f.tallinn.events("import_share_withdrawn", topic=TRAFFIC)), 20,
+               "tallinn to log the refusal and stop asking")
     assert_exactly_once(f.compare(TOPIC), 300)
     traffic = cluster.compare(f.hk.bootstrap, TRAFFIC, f.tk.bootstrap)
     assert (traffic["source"], traffic["target"], traffic["lost"], traffic["duplicated"]) == \
