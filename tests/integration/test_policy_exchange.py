@@ -93,6 +93,16 @@ def test_share_drops_pseudonymises_and_filters_by_bbox(cluster: Cluster):
     assert hm.value("uop_export_records_total", **exp) == 2
     assert KEY not in f.helsinki.http_get("/metrics")[1]
 
+    # uopctl compare --policy applies the same share to the origin and checks the mirror byte
+    # for byte: nothing lost, nothing twice, the withheld ones accounted for by reason.
+    r = cluster.uopctl("compare", "--source-bootstrap", f.hk.bootstrap, "--source-topic", TOPIC,
+                       "--target-bootstrap", f.tk.bootstrap, "--origin", "helsinki", "--json",
+                       "--policy", f.helsinki.dir / "policies", "--peer", "tallinn")
+    c = json.loads(r.stdout)
+    assert r.returncode == 0 and c["ok"], (r, c)
+    assert (c["source"], c["expected"], c["target"], c["withheld"]) == (4, 2, 2, 2), c
+    assert c["withheld_by_reason"] == {"no_location": 1, "outside_area": 1}, c
+
 
 # ------------------------------------------------------------------------------ reload and expiry
 

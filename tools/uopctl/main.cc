@@ -22,6 +22,8 @@
 #include "core/log.h"
 #include "core/provenance.h"
 #include "kafka/client.h"
+#include "policy/policy_snapshot.h"
+#include "policy/share_transform.h"
 #include "tools/uopctl/audit_cmd.h"
 #include "tools/uopctl/kafka_topic_reader.h"
 #include "tools/uopctl/node_cmd.h"
@@ -162,8 +164,18 @@ int Simulate(const std::string& bootstrap, const std::string& topic, const std::
 
 struct Comparison {
   int64_t source = 0, target = 0, expected = 0, lost = 0, duplicated = 0, out_of_order = 0,
-          mismatched = 0, loop_skipped = 0, deadlettered = 0;
+          mismatched = 0, loop_skipped = 0, deadlettered = 0, withheld = 0;
+  std::map<std::string, int64_t> withheld_by_reason;
   std::string first_problem;
+};
+
+// With --policy: what the owner's share should have made of each source record (the same
+// library the owner runs), so that the mirror can be checked byte for byte.
+struct Expected {
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  int64_t timestamp_ms = 0;
+  std::vector<std::pair<std::string, std::optional<std::string>>> headers;  // before provenance
 };
 
 using TopicRecords = std::map<int32_t, std::vector<uop::tools::ReadRecord>>;
@@ -185,22 +197,62 @@ std::map<int32_t, std::set<int64_t>> DeadLettered(const TopicRecords& deadletter
 
 Comparison Compare(const TopicRecords& source, const TopicRecords& target,
                    const TopicRecords& deadletter, const std::string& origin,
-                   const std::string& origin_topic) {
+                   const std::string& origin_topic,
+                   const std::shared_ptr<const uop::policy::PolicySnapshot>& policy,
+                   const std::string& peer) {
   const std::map<int32_t, std::set<int64_t>> dead = DeadLettered(deadletter);
   namespace b = uop::core;
   Comparison c;
   auto note = [&c](std::string what) {
     if (c.first_problem.empty()) c.first_problem = std::move(what);
   };
+  const absl::Time now = absl::Now();
   for (const auto& [p, records] : source) {
     c.source += static_cast<int64_t>(records.size());
-    std::map<int64_t, const uop::tools::ReadRecord*> expected;  // origin offset -> record
+    std::map<int64_t, Expected> expected;  // origin offset -> what should arrive
+    std::unique_ptr<uop::policy::ShareTransform> transform;
     for (const auto& r : records) {
       if (r.Header(b::kHeaderOrigin) != nullptr) {
         ++c.loop_skipped;
         continue;
       }
-      expected[r.offset] = &r;
+      if (policy == nullptr) {
+        expected[r.offset] = {r.key, r.value, r.timestamp_ms, r.headers};
+        continue;
+      }
+      if (transform == nullptr) {
+        auto t = uop::policy::ShareTransform::Resume(policy, origin_topic, peer, p,
+                                                     uop::policy::EncodeOffsetToken(r.offset));
+        if (!t.ok()) {
+          note(std::string(t.status().message()));
+          ++c.mismatched;
+          break;
+        }
+        transform = *std::move(t);
+      }
+      uop::policy::SourceRecord in;
+      in.partition = p;
+      in.offset = r.offset;
+      in.timestamp_ms = r.timestamp_ms;
+      if (r.key.has_value()) in.key = *r.key;
+      if (r.value.has_value()) in.value = *r.value;
+      for (const auto& [k, v] : r.headers) {
+        in.headers.emplace_back(k, v.has_value() ? std::string_view(*v) : std::string_view());
+      }
+      uop::policy::TransformOutput out;
+      const uop::policy::Decision d = transform->Apply(in, now, &out);
+      if (d.verdict != uop::policy::Decision::Verdict::kKept || out.records.size() != 1) {
+        ++c.withheld;
+        ++c.withheld_by_reason[uop::policy::WithheldReasonName(d.reason)];
+        continue;
+      }
+      uop::policy::OutputRecord& o = out.records[0];
+      Expected e;
+      if (r.key.has_value()) e.key = std::move(o.key);
+      if (r.value.has_value()) e.value = std::move(o.value);
+      e.timestamp_ms = o.timestamp_ms;
+      for (auto& [k, v] : o.headers) e.headers.emplace_back(k, std::move(v));
+      expected[r.offset] = std::move(e);
     }
     c.expected += static_cast<int64_t>(expected.size());
     auto it = target.find(p);
@@ -232,7 +284,7 @@ Comparison Compare(const TopicRecords& source, const TopicRecords& target,
           note(absl::StrCat("origin offset ", p, "/", origin_offset, " not in the source"));
           continue;
         }
-        const auto& s = *src->second;
+        const Expected& s = src->second;
         const auto header_is = [&t](absl::string_view name, const std::string& want) {
           const auto* h = t.Header(name);
           return h != nullptr && h->has_value() && **h == want;
@@ -271,7 +323,17 @@ Comparison Compare(const TopicRecords& source, const TopicRecords& target,
 
 int CompareCommand(const std::string& source_bootstrap, const std::string& source_topic,
                    const std::string& target_bootstrap, const std::string& target_topic,
-                   const std::string& origin, double wait_seconds, bool json) {
+                   const std::string& origin, double wait_seconds, bool json,
+                   const std::string& policy_dir, const std::string& peer) {
+  std::shared_ptr<const uop::policy::PolicySnapshot> policy;
+  if (!policy_dir.empty()) {
+    auto loaded = uop::policy::PolicySnapshot::LoadDirectory(policy_dir, {peer});
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "uopctl compare: %s\n", std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    policy = *loaded;
+  }
   auto partitions = uop::tools::TopicPartitions(source_bootstrap, source_topic);
   if (!partitions.ok()) {
     std::fprintf(stderr, "uopctl compare: %s\n",
@@ -294,7 +356,7 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
       if (absl::Now() > deadline) return 2;
     } else {
       c = Compare(*source, *target, deadletter.ok() ? *deadletter : TopicRecords(), origin,
-                  source_topic);
+                  source_topic, policy, peer);
       const bool settled = c.lost == 0 || c.duplicated > 0 || c.mismatched > 0;
       if (settled || absl::Now() > deadline) break;
     }
@@ -302,35 +364,39 @@ int CompareCommand(const std::string& source_bootstrap, const std::string& sourc
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   const bool ok = c.lost == 0 && c.duplicated == 0 && c.out_of_order == 0 && c.mismatched == 0;
+  std::string reasons;
+  for (const auto& [reason, n] : c.withheld_by_reason) {
+    absl::StrAppend(&reasons, reasons.empty() ? "" : ",", "\"", reason, "\":", n);
+  }
   if (json) {
     std::printf(
         "{\"ok\":%s,\"source\":%lld,\"expected\":%lld,\"target\":%lld,\"lost\":%lld,"
         "\"duplicated\":%lld,\"out_of_order\":%lld,\"mismatched\":%lld,\"loop_skipped\":%lld,"
-        "\"deadlettered\":%lld,"
+        "\"deadlettered\":%lld,\"withheld\":%lld,\"withheld_by_reason\":{%s},"
         "\"waited_seconds\":%.2f,\"first_problem\":\"%s\"}\n",
         ok ? "true" : "false", (long long)c.source, (long long)c.expected, (long long)c.target,
         (long long)c.lost, (long long)c.duplicated, (long long)c.out_of_order,
         (long long)c.mismatched, (long long)c.loop_skipped, (long long)c.deadlettered,
-        absl::ToDoubleSeconds(absl::Now() - started),
+        (long long)c.withheld, reasons.c_str(), absl::ToDoubleSeconds(absl::Now() - started),
         uop::log::JsonEscape(c.first_problem).c_str());
   } else {
     std::printf(
         "%s -> %s: %lld records at the origin, %lld in the mirror, %lld dead-lettered: "
-        "%lld lost, %lld duplicated, %lld out of order, %lld mismatched%s%s\n",
+        "%lld lost, %lld duplicated, %lld out of order, %lld mismatched, %lld withheld by the "
+        "policy%s%s\n",
         source_topic.c_str(), target_topic.c_str(), (long long)c.expected, (long long)c.target,
         (long long)c.deadlettered, (long long)c.lost, (long long)c.duplicated,
-        (long long)c.out_of_order, (long long)c.mismatched,
+        (long long)c.out_of_order, (long long)c.mismatched, (long long)c.withheld,
         c.first_problem.empty() ? "" : "; first problem: ", c.first_problem.c_str());
   }
   return ok ? 0 : 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "audit") return uop::tools::AuditMain(argc - 1, argv + 1);
-  if (argc > 1 && std::string(argv[1]) == "status")
+  if (argc > 1 && std::string(argv[1]) == "status") {
     return uop::tools::StatusMain(argc - 1, argv + 1);
+  }
   if (argc > 2 && std::string(argv[1]) == "policy" &&
       (std::string(argv[2]) == "reload" || std::string(argv[2]) == "status")) {
     return uop::tools::PolicyNodeMain(argc - 2, argv + 2);  // a running node's policies
@@ -372,6 +438,10 @@ int main(int argc, char** argv) {
   cmp->add_option("--target-topic", target_topic, "Default: <origin>.<source-topic>");
   cmp->add_option("--wait", wait_seconds, "Re-read until nothing is missing, up to this long");
   cmp->add_flag("--json", json, "One JSON object on stdout");
+  std::string policy_dir, peer;
+  cmp->add_option("--policy", policy_dir,
+                  "The owner's policy directory: expect what its share makes of each record");
+  cmp->add_option("--peer", peer, "With --policy: the receiving peer");
 
   CLI11_PARSE(app, argc, argv);
   if (*dev) return DevKafka(brokers, topics, bootstrap_file);
@@ -379,7 +449,22 @@ int main(int argc, char** argv) {
   if (*cmp) {
     if (target_topic.empty()) target_topic = uop::core::MirrorTopicName(origin, source_topic);
     return CompareCommand(source_bootstrap, source_topic, target_bootstrap, target_topic, origin,
-                          wait_seconds, json);
+                          wait_seconds, json, policy_dir, peer);
+  }
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A library exception (cpp-httplib, CLI11, std::bad_alloc) ends the command with its message
+  // rather than std::terminate.
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "uopctl: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "uopctl: unexpected error\n");
   }
   return 2;
 }

@@ -74,14 +74,15 @@ Reply Call(const std::string& address, const std::string& method, const std::str
 }
 
 std::string Str(simdjson::ondemand::value v) {
+  simdjson::ondemand::json_type type;
+  if (v.type().get(type) != simdjson::SUCCESS) return "?";
   std::string_view s;
-  if (v.type() == simdjson::ondemand::json_type::string &&
-      v.get_string().get(s) == simdjson::SUCCESS) {
-    return std::string(s);
+  if (type == simdjson::ondemand::json_type::string) {
+    return v.get_string().get(s) == simdjson::SUCCESS ? std::string(s) : "?";
   }
-  if (v.is_null()) return "-";
-  std::string_view raw = simdjson::to_json_string(v);
-  return std::string(raw);
+  if (type == simdjson::ondemand::json_type::null) return "-";
+  if (simdjson::to_json_string(v).get(s) != simdjson::SUCCESS) return "?";
+  return std::string(s);
 }
 
 // Field `key` of `obj` as text ("-" if absent or null).
