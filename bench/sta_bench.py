@@ -49,6 +49,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class Profile:
+    """`perf record -g` of one process while a phase runs (when enabled)."""
+
+    def __init__(self, enabled: bool, pid: int, out: Path) -> None:
+        self.proc = None
+        if enabled:
+            self.proc = subprocess.Popen(["perf", "record", "-g", "-q", "-p", str(pid), "-o",
+                                          str(out)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            time.sleep(0.3)  # perf attaches
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(2)
+            self.proc.wait(60)
+
+
 def accepted(bridge: Bridge) -> float:
     return bridge.metrics().value("uop_sta_accepted_total")
 
@@ -64,6 +81,9 @@ def main() -> int:
     ap.add_argument("--bridge-mqtt", default="",
                     help="extra mqtt: lines of the bridge config, ';'-separated, e.g. "
                          "'max_batch: 10000;batch_linger_ms: 5'")
+    ap.add_argument("--perf", action="store_true",
+                    help="record a perf CPU profile of the bridge in each phase of each round "
+                         "(perf-<phase>-<round>.data in the work directory)")
     ap.add_argument("--bridge-kafka", default="",
                     help="extra kafka: lines of the bridge config, ';'-separated, e.g. "
                          "'properties: {linger.ms: \"0\"}'")
@@ -116,6 +136,7 @@ def main() -> int:
             per_sensor = args.mqtt // 13
             n = per_sensor * 13
             before = accepted(bridge)
+            prof = Profile(args.perf, bridge.pid, work / f"perf-mqtt-{run + 1}.data")
             t0 = time.monotonic()
             sim = subprocess.Popen(pinned(1, [bindir / "uop-noise-sim", "--speed", "0",
                                               "--count", per_sensor, "--seed", run + 1,
@@ -131,12 +152,15 @@ def main() -> int:
             print(f"  mqtt: {m.value('uop_sta_accepted_total', via='mqtt'):.0f} accepted in "
                   f"{m.value('uop_sta_mqtt_batches_total'):.0f} batches so far", flush=True)
             sim.wait(60)
+            prof.stop()
             busy["mqtt"].append((cpu_seconds(bridge.pid) - cpu0) / (time.monotonic() - wall0))
             cpu0, wall0 = cpu_seconds(bridge.pid), time.monotonic()
 
+            prof = Profile(args.perf, bridge.pid, work / f"perf-http-{run + 1}.data")
             r = subprocess.run(pinned(1, [load, "--mode", "http", "--url", url, "--count",
                                           args.http, "--connections", "32"]),
                                capture_output=True, text=True)
+            prof.stop()
             h = json.loads(r.stdout)
             if h["failed_requests"]:
                 print(f"  http: {h['failed_requests']} requests failed "
@@ -144,9 +168,11 @@ def main() -> int:
             results["http"].append(h["rate"])
             busy["http"].append((cpu_seconds(bridge.pid) - cpu0) / (time.monotonic() - wall0))
             cpu0, wall0 = cpu_seconds(bridge.pid), time.monotonic()
+            prof = Profile(args.perf, bridge.pid, work / f"perf-bulk-{run + 1}.data")
             r = subprocess.run(pinned(1, [load, "--mode", "bulk", "--url", url, "--count",
                                           args.bulk, "--connections", "4", "--bulk", "1000"]),
                                capture_output=True, text=True)
+            prof.stop()
             h = json.loads(r.stdout)
             if h["failed_requests"]:
                 print(f"  bulk: {h['failed_requests']} requests failed "
@@ -174,6 +200,9 @@ def main() -> int:
                   # Observations per second of bridge CPU: steadier than obs/s on a busy host.
                   f"{'' if k not in busy else f'{statistics.median(r / max(b, 1e-9) for r, b in zip(v, busy[k])):>11,.0f}'}")
         print(f"rejected by the bridge during the run: {rejected:.0f}")
+        if args.perf:  # perf's overhead distorts the figures: not a result
+            print(f"perf profiles in {work} (perf report -i FILE --no-children --sort sym)")
+            return 0
         out = HERE / "results" / "sta-latest.json"
         out.write_text(json.dumps({"runs": results, "bridge_cpu_share": busy,
                                    "median": {k: statistics.median(v)

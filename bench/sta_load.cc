@@ -54,7 +54,8 @@ std::string Payload(const Obs& o) {
 }
 
 // Plain librdkafka: idempotent producer, the bridge's records, as fast as it goes.
-int Raw(const std::string& bootstrap, const std::string& topic, const std::vector<Obs>& obs) {
+int Raw(const std::string& bootstrap, const std::string& topic, const std::vector<Obs>& obs,
+        const std::vector<std::string>& properties) {
   auto cat = uop::sta::EntityCatalogue::FromJson(
       uop::noise_sim::CatalogueJson(uop::noise_sim::SitesFor("both")), "sim");
   if (!cat.ok()) return 1;
@@ -67,11 +68,23 @@ int Raw(const std::string& bootstrap, const std::string& topic, const std::vecto
     if (!r.ok()) return 1;
     records.push_back(std::move(*r));
   }
-  auto conf = uop::kafka::MakeConf({{"bootstrap.servers", bootstrap},
-                                    {"enable.idempotence", "true"},
-                                    {"acks", "all"},
-                                    {"linger.ms", "2"},
-                                    {"queue.buffering.max.messages", "100000"}});
+  // A ceiling, so tuned for throughput: the same durability as the bridge (idempotent,
+  // acks=all), batches that fill (linger 5 ms, up to 10 000 records / 1 MB per partition) and
+  // a queue deep enough that the loop never waits for room.
+  uop::kafka::Properties props = {{"bootstrap.servers", bootstrap},
+                                  {"enable.idempotence", "true"},
+                                  {"acks", "all"},
+                                  {"linger.ms", "5"},
+                                  {"batch.num.messages", "10000"},
+                                  {"batch.size", "1000000"},
+                                  {"queue.buffering.max.messages", "1000000"},
+                                  {"queue.buffering.max.kbytes", "1048576"}};
+  for (const std::string& kv : properties) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) return 2;
+    props[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  auto conf = uop::kafka::MakeConf(props);
   if (!conf.ok()) return 1;
   char err[512];
   uop::kafka::Handle p(rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof err));
@@ -171,6 +184,7 @@ int main(int argc, char** argv) {
   std::string mode = "raw", bootstrap, topic = "noise.observations", url;
   int64_t count = 100000;
   int connections = 8, bulk = 1000;
+  std::vector<std::string> properties;
   app.add_option("--mode", mode)->check(CLI::IsMember({"raw", "http", "bulk"}));
   app.add_option("--bootstrap", bootstrap);
   app.add_option("--topic", topic);
@@ -178,8 +192,9 @@ int main(int argc, char** argv) {
   app.add_option("--count", count);
   app.add_option("--connections", connections);
   app.add_option("--bulk", bulk, "rows per CreateObservations request");
+  app.add_option("--property", properties, "raw: a producer property key=value (repeatable)");
   CLI11_PARSE(app, argc, argv);
   const std::vector<Obs> obs = MakeObservations(count);
-  if (mode == "raw") return Raw(bootstrap, topic, obs);
+  if (mode == "raw") return Raw(bootstrap, topic, obs, properties);
   return Http(url, obs, connections, mode == "bulk" ? bulk : 1);
 }
