@@ -1,9 +1,13 @@
 // Load for bench/sta_bench.py: the same simulated noise Observations, either produced straight
 // to Kafka with plain librdkafka (the ceiling: records built once up front, as the bridge would
-// build them) or sent to uop-sta-bridge as single HTTP POSTs on keep-alive connections or as
-// CreateObservations requests. Prints {"mode":...,"observations":N,"seconds":S,"rate":R}.
+// build them), published QoS 1 to an MQTT broker, or sent to uop-sta-bridge as single HTTP
+// POSTs on keep-alive connections or as CreateObservations requests. Prints
+// {"mode":...,"observations":N,"seconds":S,"rate":R}.
 #include <httplib.h>
 #include <librdkafka/rdkafka.h>
+#include <mosquitto.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -54,7 +58,8 @@ std::string Payload(const Obs& o) {
 }
 
 // Plain librdkafka: idempotent producer, the bridge's records, as fast as it goes.
-int Raw(const std::string& bootstrap, const std::string& topic, const std::vector<Obs>& obs) {
+int Raw(const std::string& bootstrap, const std::string& topic, const std::vector<Obs>& obs,
+        const std::vector<std::string>& properties) {
   auto cat = uop::sta::EntityCatalogue::FromJson(
       uop::noise_sim::CatalogueJson(uop::noise_sim::SitesFor("both")), "sim");
   if (!cat.ok()) return 1;
@@ -67,11 +72,23 @@ int Raw(const std::string& bootstrap, const std::string& topic, const std::vecto
     if (!r.ok()) return 1;
     records.push_back(std::move(*r));
   }
-  auto conf = uop::kafka::MakeConf({{"bootstrap.servers", bootstrap},
-                                    {"enable.idempotence", "true"},
-                                    {"acks", "all"},
-                                    {"linger.ms", "2"},
-                                    {"queue.buffering.max.messages", "100000"}});
+  // A ceiling, so tuned for throughput: the same durability as the bridge (idempotent,
+  // acks=all), batches that fill (linger 5 ms, up to 10 000 records / 1 MB per partition) and
+  // a queue deep enough that the loop never waits for room.
+  uop::kafka::Properties props = {{"bootstrap.servers", bootstrap},
+                                  {"enable.idempotence", "true"},
+                                  {"acks", "all"},
+                                  {"linger.ms", "5"},
+                                  {"batch.num.messages", "10000"},
+                                  {"batch.size", "1000000"},
+                                  {"queue.buffering.max.messages", "1000000"},
+                                  {"queue.buffering.max.kbytes", "1048576"}};
+  for (const std::string& kv : properties) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) return 2;
+    props[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  auto conf = uop::kafka::MakeConf(props);
   if (!conf.ok()) return 1;
   char err[512];
   uop::kafka::Handle p(rd_kafka_new(RD_KAFKA_PRODUCER, *conf, err, sizeof err));
@@ -104,6 +121,72 @@ int Raw(const std::string& bootstrap, const std::string& topic, const std::vecto
   std::printf("{\"mode\":\"raw\",\"observations\":%zu,\"seconds\":%.3f,\"rate\":%.0f}\n",
               records.size(), secs, records.size() / secs);
   return rd_kafka_outq_len(p.get()) == 0 ? 0 : 1;
+}
+
+// QoS 1 publishes, payloads made up front, at most `max_unacked` unacknowledged by the broker.
+// The socket loop is driven here (no libmosquitto thread): uop-noise-sim's threaded loop wakes
+// its network thread once per publish and, on the load core, capped the MQTT row at ~10 000/s.
+int Mqtt(const std::string& broker, const std::vector<Obs>& obs, int max_unacked) {
+  const size_t colon = broker.rfind(':');
+  if (colon == std::string::npos) return 2;
+  const std::string host = broker.substr(0, colon);
+  const int port = std::stoi(broker.substr(colon + 1));
+  std::vector<std::string> topics, payloads;
+  for (const Obs& o : obs) {
+    topics.push_back(absl::StrCat("v1.1/Datastreams('", o.datastream, "')/Observations"));
+    payloads.push_back(Payload(o));
+  }
+  struct State {
+    int64_t acked = 0;
+    bool connected = false;
+  } state;
+  mosquitto_lib_init();
+  mosquitto* m = mosquitto_new(absl::StrCat("sta-load-", getpid()).c_str(), true, &state);
+  if (m == nullptr) return 1;
+  mosquitto_threaded_set(m, true);  // queue packets; written by loop_write below
+  mosquitto_max_inflight_messages_set(m, 0);
+  mosquitto_connect_callback_set(
+      m, +[](mosquitto*, void* s, int rc) { static_cast<State*>(s)->connected = rc == 0; });
+  mosquitto_publish_callback_set(
+      m, +[](mosquitto*, void* s, int) { ++static_cast<State*>(s)->acked; });
+  if (mosquitto_connect(m, host.c_str(), port, 60) != MOSQ_ERR_SUCCESS) return 1;
+  // The harness starts its clock here, after the payloads are made.
+  std::fprintf(stderr, "ready\n");
+  std::fflush(stderr);
+  const int64_t n = static_cast<int64_t>(obs.size());
+  int64_t sent = 0;
+  absl::Time t0;
+  const absl::Time deadline = absl::Now() + absl::Minutes(10);
+  while (state.acked < n && absl::Now() < deadline) {
+    if (state.connected) {
+      if (sent == 0) t0 = absl::Now();
+      while (sent < n && sent - state.acked < max_unacked) {
+        if (mosquitto_publish(m, nullptr, topics[sent].c_str(),
+                              static_cast<int>(payloads[sent].size()), payloads[sent].data(), 1,
+                              false) != MOSQ_ERR_SUCCESS) {
+          return 1;
+        }
+        ++sent;
+      }
+    }
+    if (mosquitto_want_write(m) && mosquitto_loop_write(m, 1) != MOSQ_ERR_SUCCESS) return 1;
+    pollfd p{mosquitto_socket(m),
+             static_cast<short>(POLLIN | (mosquitto_want_write(m) ? POLLOUT : 0)), 0};
+    if (::poll(&p, 1, 100) > 0 && (p.revents & POLLIN)) {
+      do {
+        if (mosquitto_loop_read(m, 1) != MOSQ_ERR_SUCCESS) return 1;
+        p.revents = 0;
+      } while (::poll(&p, 1, 0) > 0 && (p.revents & POLLIN));
+    }
+    if (mosquitto_loop_misc(m) != MOSQ_ERR_SUCCESS) return 1;
+  }
+  const double secs = absl::ToDoubleSeconds(absl::Now() - t0);
+  std::printf("{\"mode\":\"mqtt\",\"observations\":%lld,\"seconds\":%.3f,\"rate\":%.0f}\n",
+              static_cast<long long>(n), secs, n / secs);
+  mosquitto_disconnect(m);
+  mosquitto_loop_write(m, 1);
+  mosquitto_destroy(m);
+  return state.acked == n ? 0 : 1;
 }
 
 int Http(const std::string& url, const std::vector<Obs>& obs, int connections, int bulk) {
@@ -171,15 +254,22 @@ int main(int argc, char** argv) {
   std::string mode = "raw", bootstrap, topic = "noise.observations", url;
   int64_t count = 100000;
   int connections = 8, bulk = 1000;
-  app.add_option("--mode", mode)->check(CLI::IsMember({"raw", "http", "bulk"}));
+  std::vector<std::string> properties;
+  std::string mqtt_broker;
+  int max_unacked = 5000;
+  app.add_option("--mode", mode)->check(CLI::IsMember({"raw", "mqtt", "http", "bulk"}));
+  app.add_option("--mqtt", mqtt_broker, "mqtt: the broker, host:port");
+  app.add_option("--max-unacked", max_unacked, "mqtt: publishes in flight at most");
   app.add_option("--bootstrap", bootstrap);
   app.add_option("--topic", topic);
   app.add_option("--url", url, "The bridge's base URL, http://127.0.0.1:PORT/v1.1");
   app.add_option("--count", count);
   app.add_option("--connections", connections);
   app.add_option("--bulk", bulk, "rows per CreateObservations request");
+  app.add_option("--property", properties, "raw: a producer property key=value (repeatable)");
   CLI11_PARSE(app, argc, argv);
   const std::vector<Obs> obs = MakeObservations(count);
-  if (mode == "raw") return Raw(bootstrap, topic, obs);
+  if (mode == "raw") return Raw(bootstrap, topic, obs, properties);
+  if (mode == "mqtt") return Mqtt(mqtt_broker, obs, max_unacked);
   return Http(url, obs, connections, mode == "bulk" ? bulk : 1);
 }

@@ -174,9 +174,9 @@ class Parser {
       o.keepalive_s = static_cast<int>(ka);
       ASSIGN_OR_RETURN(o.session_expiry_s,
                        Integer(m, "session_expiry_s", "mqtt", o.session_expiry_s, 1, 4294967295));
-      ASSIGN_OR_RETURN(int64_t mb, Integer(m, "max_batch", "mqtt", 2000, 1, 65535));
+      ASSIGN_OR_RETURN(int64_t mb, Integer(m, "max_batch", "mqtt", 10000, 1, 65535));
       o.max_batch = static_cast<int>(mb);
-      ASSIGN_OR_RETURN(int64_t bl, Integer(m, "batch_linger_ms", "mqtt", 2, 0, 1000));
+      ASSIGN_OR_RETURN(int64_t bl, Integer(m, "batch_linger_ms", "mqtt", 20, 0, 1000));
       o.batch_linger_ms = static_cast<int>(bl);
       c.mqtt = o;
     }

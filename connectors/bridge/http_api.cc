@@ -219,7 +219,7 @@ void HttpApi::Install() {
     for (const Group& group : parsed) {
       size_t ri = 0;
       for (simdjson::dom::element row : group.rows) {
-        const std::string at = absl::StrCat("[", gi, "].dataArray[", ri++, "]");
+        const size_t row_index = ri++;
         simdjson::dom::array values;
         absl::StatusOr<sta::Record> rec;
         if (row.get_array().get(values) != simdjson::SUCCESS ||
@@ -244,7 +244,8 @@ void HttpApi::Install() {
           rec = ingestor_->Ingest(doc_text, group.datastream, "http");
         }
         if (!rec.ok()) {
-          results.push_back(details ? absl::StrCat("error: ", at, ": ", rec.status().message())
+          results.push_back(details ? absl::StrCat("error: [", gi, "].dataArray[", row_index,
+                                                   "]: ", rec.status().message())
                                     : "error");
           continue;
         }
@@ -252,11 +253,14 @@ void HttpApi::Install() {
         absl::Status sent;
         OutRecord out = ingestor_->ToKafka(std::move(*rec));
         // Queue full mid-request: wait for room up to the delivery timeout (bounded memory).
-        const absl::Time give_up = absl::Now() + absl::Milliseconds(options_.delivery_timeout_ms);
+        absl::Time give_up = absl::InfiniteFuture();
         while (true) {
           sent = sink_->Send(out, deliveries->Callback(deliveries));
           if (sent.ok()) break;
           deliveries->Cancel();
+          if (give_up == absl::InfiniteFuture()) {
+            give_up = absl::Now() + absl::Milliseconds(options_.delivery_timeout_ms);
+          }
           if (absl::Now() > give_up) break;
           absl::SleepFor(absl::Milliseconds(5));  // backoff for the producer queue, not a sync
         }

@@ -46,7 +46,7 @@ void KafkaSink::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opa
   (*done)(kafka::FromCode(msg->err, "deliver"));
 }
 
-absl::Status KafkaSink::Send(OutRecord record, Done done) {
+absl::Status KafkaSink::Send(const OutRecord& record, Done done) {
   auto* cookie = new Done(std::move(done));
   rd_kafka_headers_t* headers = rd_kafka_headers_new(record.headers.size());
   for (const auto& [k, v] : record.headers) {
@@ -54,12 +54,13 @@ absl::Status KafkaSink::Send(OutRecord record, Done done) {
                         static_cast<ssize_t>(v.size()));
   }
   in_flight_.fetch_add(1, std::memory_order_relaxed);
-  const rd_kafka_resp_err_t e =
-      rd_kafka_producev(producer_.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
-                        RD_KAFKA_V_KEY(record.key.data(), record.key.size()),
-                        RD_KAFKA_V_VALUE(record.value.data(), record.value.size()),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(cookie),
-                        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+  const rd_kafka_resp_err_t e = rd_kafka_producev(
+      producer_.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
+      RD_KAFKA_V_KEY(record.key.data(), record.key.size()),
+      // librdkafka copies it (F_COPY) and never writes through the pointer.
+      RD_KAFKA_V_VALUE(const_cast<char*>(record.value.data()), record.value.size()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(cookie),
+      RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
     delete cookie;

@@ -24,7 +24,7 @@ class KafkaSink final : public RecordSink {
   static absl::StatusOr<std::unique_ptr<KafkaSink>> Create(const KafkaSinkOptions& options);
   ~KafkaSink() override;
 
-  absl::Status Send(OutRecord record, Done done) override;
+  absl::Status Send(const OutRecord& record, Done done) override;
   int InFlight() const override { return in_flight_.load(std::memory_order_relaxed); }
 
   // Waits up to `timeout_ms` for every queued record to be reported.

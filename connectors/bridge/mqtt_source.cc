@@ -78,25 +78,32 @@ bool MqttSource::WriteAll() {
   return true;
 }
 
-bool MqttSource::ProcessBatch() {
-  ingestor_->metrics()->MqttBatch();
-  MqttBatch batch(ingestor_, sink_);
-  for (MqttMessage& m : pending_) batch.Add(std::move(m));
+void MqttSource::AddPending() {
+  if (pending_.empty()) return;
+  if (batch_ == nullptr) {
+    ingestor_->metrics()->MqttBatch();
+    batch_ = std::make_unique<MqttBatch>(ingestor_, sink_);
+    batch_opened_ = absl::Now();
+  }
+  for (MqttMessage& m : pending_) batch_->Add(std::move(m));
   pending_.clear();
+}
+
+bool MqttSource::FinishBatch() {
   // Nothing is acknowledged before Kafka has every record of the batch; while Kafka is down we
   // wait here and read nothing more (TCP backpressure to the MQTT broker; bounded memory).
   bool waited = false;
-  while (!batch.WaitComplete(absl::Now() + absl::Seconds(1))) {
-    if (!waited) log::Warn("mqtt_waiting_for_kafka", {{"records", std::to_string(batch.size())}});
+  while (!batch_->WaitComplete(absl::Now() + absl::Seconds(1))) {
+    if (!waited) log::Warn("mqtt_waiting_for_kafka", {{"records", std::to_string(batch_->size())}});
     waited = true;
     ingestor_->metrics()->Unavailable("mqtt");
     if (stop_.load()) {
       // Shutting down with records unreported: do not acknowledge; the broker redelivers.
-      if (!batch.WaitComplete(absl::Now() + absl::Seconds(5))) return false;
+      if (!batch_->WaitComplete(absl::Now() + absl::Seconds(5))) return false;
       break;
     }
   }
-  for (MqttResponse& r : batch.TakeResponses()) {
+  for (MqttResponse& r : batch_->TakeResponses()) {
     mosquitto_property* props = nullptr;
     if (!r.correlation_data.empty()) {
       mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, r.correlation_data.data(),
@@ -106,6 +113,7 @@ bool MqttSource::ProcessBatch() {
                          r.payload.data(), 1, false, props);
     mosquitto_property_free_all(&props);
   }
+  batch_.reset();
   return true;
 }
 
@@ -167,40 +175,41 @@ absl::Status MqttSource::Run() {
         continue;
       }
     }
+    // While a batch is open, poll briefly: its completion is checked between reads.
     pollfd p{mosquitto_socket(mosq_), POLLIN, 0};
-    int ready = ::poll(&p, 1, 100);
+    int ready = ::poll(&p, 1, batch_ == nullptr ? 100 : 1);
     bool lost = false;
     if (ready > 0) {
-      // Read up to one batch: what is there, and what arrives within batch_linger_ms of the
-      // batch's first publish.
-      absl::Time linger_end = absl::InfiniteFuture();
-      while (true) {
+      // Read what is there, back to back (a publish is likely followed by another), up to the
+      // window; each publish is produced as soon as it is read.
+      while (batch_size() + static_cast<int>(pending_.size()) < options_.max_batch) {
         const size_t before = pending_.size();
-        int rc = mosquitto_loop_read(mosq_, 1);
-        if (rc != MOSQ_ERR_SUCCESS) {
+        if (mosquitto_loop_read(mosq_, 1) != MOSQ_ERR_SUCCESS) {
           lost = true;
           break;
         }
-        if (static_cast<int>(pending_.size()) >= options_.max_batch) break;
-        // A publish was read: there is likely another right behind it; try without a poll.
-        if (pending_.size() > before) {
-          if (linger_end == absl::InfiniteFuture()) {
-            linger_end = absl::Now() + absl::Milliseconds(options_.batch_linger_ms);
-          }
-          continue;
-        }
-        const int wait_ms = pending_.empty()
-                                ? 0
-                                : static_cast<int>(std::max<int64_t>(
-                                      0, absl::ToInt64Milliseconds(linger_end - absl::Now())));
+        if (pending_.size() > before) continue;
         p.revents = 0;
-        if (::poll(&p, 1, wait_ms) <= 0 || !(p.revents & POLLIN)) break;
+        if (::poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)) break;
       }
+      AddPending();
     }
-    if (!pending_.empty() && !ProcessBatch()) {
-      // libmosquitto holds this batch's PUBACKs in its queue: close without writing them.
-      log::Warn("mqtt_stopped_unacknowledged", {});
-      return absl::OkStatus();
+    if (batch_ != nullptr) {
+      // Acknowledge when Kafka has everything read so far, or wait for that when the window is
+      // full (the broker sends nothing more then anyway), the batch is old enough, or the
+      // connection is gone.
+      const bool must_finish =
+          lost || stop_.load() || batch_size() >= options_.max_batch ||
+          absl::Now() >= batch_opened_ + absl::Milliseconds(options_.batch_linger_ms);
+      if (must_finish || batch_->WaitComplete(absl::Now())) {
+        if (!FinishBatch()) {
+          // libmosquitto holds this batch's PUBACKs in its queue: close without writing them.
+          log::Warn("mqtt_stopped_unacknowledged", {});
+          return absl::OkStatus();
+        }
+      } else {
+        continue;  // read more while Kafka works; PUBACKs, PINGREQs wait for the batch
+      }
     }
     if (!lost && !WriteAll()) lost = true;
     if (!lost && mosquitto_loop_misc(mosq_) != MOSQ_ERR_SUCCESS) lost = true;

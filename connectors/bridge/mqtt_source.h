@@ -4,10 +4,13 @@
 // libmosquitto acknowledges a QoS 1 PUBLISH itself, before on_message runs (handle__publish
 // queues the PUBACK first) and offers no manual acknowledgement in 2.0.11. It only *queues*
 // packets when the client is marked threaded (mosquitto_threaded_set), and writes them in
-// mosquitto_loop_write. So this class drives the loop itself: read a batch of publishes
-// (their PUBACKs pile up in libmosquitto's out queue), produce them, wait for every delivery
-// report, and only then call mosquitto_loop_write. A crash before that write loses no
-// message: the broker still holds them unacknowledged in the session and sends them again.
+// mosquitto_loop_write, which writes the whole queue. So this class drives the loop itself:
+// every publish read joins the open batch and is produced at once (its PUBACK waits in
+// libmosquitto's out queue); reading goes on while the batch's deliveries are outstanding, up
+// to max_batch publishes or batch_linger_ms; as soon as Kafka has reported every record read
+// so far, mosquitto_loop_write sends all their PUBACKs. Kafka's round trips thus overlap with
+// reading and producing the next publishes. A crash before that write loses no message: the
+// broker still holds them unacknowledged and sends them again.
 // The cost: such a replay duplicates records already in Kafka (at-least-once; records carry
 // a stable @iot.id so consumers can drop copies), and keepalive PINGREQs also wait behind a
 // batch, so a Kafka outage longer than 1.5 x keepalive makes the MQTT broker close the
@@ -20,7 +23,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "connectors/bridge/ingestor.h"
+#include "connectors/bridge/mqtt_batch.h"
 #include "connectors/bridge/record_sink.h"
 
 struct mosquitto;
@@ -35,10 +40,13 @@ struct MqttOptions {
   std::vector<std::string> topics = {"v1.1/+/Observations", "v1.1/Observations"};
   int keepalive_s = 30;
   int64_t session_expiry_s = 7 * 24 * 3600;  // the broker keeps our session (and QoS 1 queue)
-  int max_batch = 2000;                      // publishes per batch (also MQTT 5 Receive Maximum)
-  // After a batch's first publish, keep reading this long for more: every batch costs one Kafka
-  // round trip before its acknowledgements, so bigger batches are the throughput.
-  int batch_linger_ms = 2;
+  // Publishes read and not yet acknowledged, at most (also the MQTT 5 Receive Maximum): the
+  // window that overlaps Kafka's round trips, and the bound on the bridge's MQTT memory.
+  int max_batch = 10000;
+  // A batch takes publishes for at most this long after its first; then reading stops until
+  // Kafka has all of them and their PUBACKs are out. Under a steady stream Kafka never has
+  // everything read so far, so this bounds the acknowledgement delay and lets PINGREQs out.
+  int batch_linger_ms = 20;
   int reconnect_min_ms = 100;
   int reconnect_max_ms = 5000;
 };
@@ -55,15 +63,22 @@ class MqttSource {
 
  private:
   static void OnConnect(mosquitto* m, void* self, int rc, int flags, const void* props);
-  // False when stopping before Kafka confirmed the batch: its PUBACKs must then never be sent.
-  bool ProcessBatch();
+  // Moves the publishes read by libmosquitto's callback into the open batch (produced there).
+  void AddPending();
+  // Waits until Kafka has the whole open batch, then queues its MQTT 5 responses. False when
+  // stopping before Kafka confirmed it: its PUBACKs must then never be sent.
+  bool FinishBatch();
   bool WriteAll();
 
   MqttOptions options_;
   const Ingestor* ingestor_;
   RecordSink* sink_;
   mosquitto* mosq_ = nullptr;
-  std::vector<struct MqttMessage> pending_;
+  int batch_size() const { return batch_ == nullptr ? 0 : static_cast<int>(batch_->size()); }
+
+  std::vector<MqttMessage> pending_;
+  std::unique_ptr<MqttBatch> batch_;  // the open batch: read, produced, not acknowledged
+  absl::Time batch_opened_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> connected_{false};
 };

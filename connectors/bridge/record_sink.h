@@ -25,9 +25,10 @@ class RecordSink {
   using Done = std::function<void(absl::Status)>;
   virtual ~RecordSink() = default;
 
-  // Queues `record`. ResourceExhausted when the bounded queue is full: `done` is then not
-  // called and the caller keeps the record (back off, or answer 503).
-  virtual absl::Status Send(OutRecord record, Done done) = 0;
+  // Queues a copy of `record` (the caller keeps it, to send again after a failure).
+  // ResourceExhausted when the bounded queue is full: `done` is then not called (back off, or
+  // answer 503).
+  virtual absl::Status Send(const OutRecord& record, Done done) = 0;
 
   // Records queued and not yet reported.
   virtual int InFlight() const = 0;

@@ -46,6 +46,26 @@ std::string Subset(simdjson::dom::object o, std::initializer_list<std::string_vi
   return out;
 }
 
+// The "Datastream" member of docs/records.md.
+std::string DatastreamRecordJson(const DatastreamInfo& ds) {
+  std::string out = absl::StrCat("{\"@iot.id\":", ds.id.Json(), ",\"name\":", JsonString(ds.name),
+                                 ",\"unitOfMeasurement\":", ds.unit_json);
+  if (!ds.observation_type.empty()) {
+    absl::StrAppend(&out, ",\"observationType\":", JsonString(ds.observation_type));
+  }
+  if (!ds.observed_property_json.empty()) {
+    absl::StrAppend(&out, ",\"ObservedProperty\":", ds.observed_property_json);
+  }
+  if (!ds.sensor_json.empty()) absl::StrAppend(&out, ",\"Sensor\":", ds.sensor_json);
+  absl::StrAppend(&out, ",\"Thing\":{\"@iot.id\":", ds.thing_id.Json(),
+                  ",\"name\":", JsonString(ds.thing_name));
+  if (!ds.thing_properties_json.empty()) {
+    absl::StrAppend(&out, ",\"properties\":", ds.thing_properties_json);
+  }
+  out += "}}";
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<EntityCatalogue> EntityCatalogue::FromJson(absl::string_view json,
@@ -135,6 +155,12 @@ absl::StatusOr<EntityCatalogue> EntityCatalogue::FromJson(absl::string_view json
       info.thing_properties_json = thing_props;
       info.location_geojson = loc_geojson;
       info.location_name = loc_name;
+      info.record_json = DatastreamRecordJson(info);
+      if (!info.location_geojson.empty()) {
+        info.location_feature_json = absl::StrCat(
+            "{\"name\":", JsonString(info.location_name),
+            ",\"encodingType\":\"application/geo+json\",\"feature\":", info.location_geojson, "}");
+      }
       if (!cat.datastreams_.emplace(info.id.text, info).second) {
         return Missing(source, dpath + ".@iot.id",
                        absl::StrCat("Datastream ", info.id.text, " appears twice"));

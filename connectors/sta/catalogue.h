@@ -28,6 +28,10 @@ struct DatastreamInfo {
   std::string thing_properties_json;  // minified, empty when absent
   std::string location_name;
   std::string location_geojson;  // the Thing's first Location, minified GeoJSON; may be empty
+  // Built once at load, the same for every record (docs/records.md): the record's "Datastream"
+  // member, and its FeatureOfInterest generated from the Thing's Location (empty without one).
+  std::string record_json;
+  std::string location_feature_json;
 };
 
 struct FeatureInfo {

@@ -7,7 +7,14 @@ namespace uop::sta {
 
 void AppendJsonString(std::string* out, absl::string_view s) {
   out->push_back('"');
-  for (char c : s) {
+  // Runs of characters that need no escape are copied at once: one character at a time was
+  // the biggest single cost of building records (12% of CreateObservations in perf).
+  size_t run = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (static_cast<unsigned char>(c) >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"':
         out->append("\\\"");
@@ -30,16 +37,14 @@ void AppendJsonString(std::string* out, absl::string_view s) {
       case '\f':
         out->append("\\f");
         break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-          out->append(buf);
-        } else {
-          out->push_back(c);
-        }
+      default: {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+        out->append(buf);
+      }
     }
   }
+  out->append(s.data() + run, s.size() - run);
   out->push_back('"');
 }
 

@@ -2,7 +2,6 @@
 #include "connectors/sta/record.h"
 
 #include <cstdint>
-#include <cstdio>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -72,9 +71,9 @@ std::string ContentId(const Observation& obs) {
   h = Fnv1a(h, obs.parameters);
   h = Fnv1a(h, obs.feature_of_interest_id ? obs.feature_of_interest_id->text : "");
   h = Fnv1a(h, obs.feature_of_interest_feature);
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[i] = "0123456789abcdef"[h & 0xf];
+  return out;
 }
 
 absl::StatusOr<Record> BuildRecord(const Observation& obs, const EntityCatalogue& catalogue,
@@ -101,8 +100,8 @@ absl::StatusOr<Record> BuildRecord(const Observation& obs, const EntityCatalogue
   }
   // Location context, as FROST-Server resolves it: the FeatureOfInterest the Observation names,
   // or else one generated from the Thing's Location.
-  std::string foi;
-  std::string location_source;
+  std::string foi;  // when not the Datastream's own, built once in the catalogue
+  absl::string_view location_source;
   if (obs.feature_of_interest_id.has_value()) {
     const FeatureInfo* f = catalogue.FindFeature(*obs.feature_of_interest_id);
     if (f == nullptr) {
@@ -119,10 +118,7 @@ absl::StatusOr<Record> BuildRecord(const Observation& obs, const EntityCatalogue
                        ",\"encodingType\":\"application/geo+json\",\"feature\":",
                        obs.feature_of_interest_feature, "}");
     location_source = "FeatureOfInterest";
-  } else if (!ds->location_geojson.empty()) {
-    foi = absl::StrCat(
-        "{\"name\":", JsonString(ds->location_name),
-        ",\"encodingType\":\"application/geo+json\",\"feature\":", ds->location_geojson, "}");
+  } else if (!ds->location_feature_json.empty()) {
     location_source = "Thing.Location";
   } else {
     return FieldError(absl::StrCat(prefix, "FeatureOfInterest"), Reason::kMissingField,
@@ -137,8 +133,9 @@ absl::StatusOr<Record> BuildRecord(const Observation& obs, const EntityCatalogue
   rec.self_link = absl::StrCat(ctx.base_url, "/Observations(", id.PathKey(), ")");
 
   std::string& v = rec.value;
-  v.reserve(512 + obs.result.size() + obs.parameters.size() + foi.size() + ds->unit_json.size() +
-            ds->thing_properties_json.size());
+  v.reserve(256 + rec.self_link.size() + obs.result.size() + obs.result_quality.size() +
+            obs.parameters.size() + foi.size() + ds->location_feature_json.size() +
+            ds->record_json.size());
   v = "{\"@iot.id\":";
   v += id.Json();
   Member(&v, "@iot.selfLink", JsonString(rec.self_link));
@@ -148,28 +145,15 @@ absl::StatusOr<Record> BuildRecord(const Observation& obs, const EntityCatalogue
   if (!obs.result_quality.empty()) Member(&v, "resultQuality", obs.result_quality);
   if (obs.valid_time) Member(&v, "validTime", JsonString(obs.valid_time->ToString()));
   if (!obs.parameters.empty()) Member(&v, "parameters", obs.parameters);
-  std::string dsj = absl::StrCat("{\"@iot.id\":", ds->id.Json(), ",\"name\":", JsonString(ds->name),
-                                 ",\"unitOfMeasurement\":", ds->unit_json);
-  if (!ds->observation_type.empty()) {
-    absl::StrAppend(&dsj, ",\"observationType\":", JsonString(ds->observation_type));
-  }
-  if (!ds->observed_property_json.empty()) {
-    absl::StrAppend(&dsj, ",\"ObservedProperty\":", ds->observed_property_json);
-  }
-  if (!ds->sensor_json.empty()) absl::StrAppend(&dsj, ",\"Sensor\":", ds->sensor_json);
-  absl::StrAppend(&dsj, ",\"Thing\":{\"@iot.id\":", ds->thing_id.Json(),
-                  ",\"name\":", JsonString(ds->thing_name));
-  if (!ds->thing_properties_json.empty()) {
-    absl::StrAppend(&dsj, ",\"properties\":", ds->thing_properties_json);
-  }
-  dsj += "}}";
-  Member(&v, "Datastream", dsj);
-  Member(&v, "FeatureOfInterest", foi);
-  Member(&v, "uop",
-         absl::StrCat("{\"via\":", JsonString(ctx.via),
-                      ",\"ingestedAt\":", JsonString(FormatInstant(ctx.ingested_at)),
-                      ",\"locationSource\":", JsonString(location_source), "}"));
-  v.push_back('}');
+  Member(&v, "Datastream", ds->record_json);
+  Member(&v, "FeatureOfInterest", foi.empty() ? ds->location_feature_json : foi);
+  v += ",\"uop\":{\"via\":";
+  AppendJsonString(&v, ctx.via);
+  v += ",\"ingestedAt\":";
+  AppendJsonString(&v, FormatInstant(ctx.ingested_at));
+  v += ",\"locationSource\":";
+  AppendJsonString(&v, location_source);
+  v += "}}";
   return rec;
 }
 

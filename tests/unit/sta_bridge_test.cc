@@ -20,10 +20,10 @@ const std::string kCatalogue =
 // Holds every record until the test reports it: Kafka that answers when told to.
 class FakeSink final : public RecordSink {
  public:
-  absl::Status Send(OutRecord record, Done done) override {
+  absl::Status Send(const OutRecord& record, Done done) override {
     absl::MutexLock l(&mu_);
     if (full_) return absl::ResourceExhaustedError("full");
-    pending_.push_back({std::move(record), std::move(done)});
+    pending_.push_back({record, std::move(done)});
     return absl::OkStatus();
   }
   int InFlight() const override {

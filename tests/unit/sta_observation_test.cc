@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "absl/strings/match.h"
+#include "absl/time/time.h"
 #include "connectors/sta/errors.h"
 
 namespace uop::sta {
@@ -244,6 +248,43 @@ TEST_F(ObservationTest, InlineFeatureWithBadGeometry) {
 TEST_F(ObservationTest, TooLarge) {
   std::string big(ObservationParser::kMaxBytes + 1, ' ');
   ExpectError(big, "body of 1048577 bytes exceeds 1048576", "", "too_large");
+}
+
+// FormatInstant is written by hand for speed: it must print what absl's "%E*S" format prints.
+TEST(IsoTimeTest, FormatInstantMatchesAbsl) {
+  auto absl_form = [](absl::Time t) {
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
+  };
+  std::vector<absl::Time> times = {
+      absl::UnixEpoch(),
+      absl::FromUnixSeconds(1796191200),  // 2026-12-02T06:00:00Z
+      absl::FromUnixMillis(1796191200500),
+      absl::FromUnixNanos(1796191200000000001),
+      absl::FromUnixMicros(-1),             // 1969-12-31T23:59:59.999999
+      absl::FromUnixSeconds(951782400),     // 2000-02-29
+      absl::FromUnixSeconds(-30610224000),  // 1000-01-01
+      absl::FromUnixSeconds(253402300799),  // 9999-12-31T23:59:59
+      absl::FromUnixSeconds(253402300800),  // 10000: absl's form
+      absl::FromUnixSeconds(-30610224001),  // 999: absl prints no padding
+      absl::FromUnixSeconds(-62167219200)};
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 20000; ++i) {  // xorshift over +-285 years, nanosecond resolution
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    times.push_back(absl::FromUnixNanos(static_cast<int64_t>(x % 18000000000000000000ull) -
+                                        9000000000000000000ll));
+  }
+  for (absl::Time t : times) EXPECT_EQ(FormatInstant(t), absl_form(t)) << absl_form(t);
+  EXPECT_EQ(FormatInstant(absl::FromUnixMillis(1796191200250)), "2026-12-02T06:00:00.25Z");
+}
+
+TEST(JsonTextTest, EscapesOnlyWhatJsonRequires) {
+  EXPECT_EQ(JsonString(""), "\"\"");
+  EXPECT_EQ(JsonString("Mannerheimintie \xc3\xa4"), "\"Mannerheimintie \xc3\xa4\"");
+  EXPECT_EQ(JsonString(std::string("a\"b\\c\nd\re\tf\bg\fh\x01i\x1f")),
+            "\"a\\\"b\\\\c\\nd\\re\\tf\\bg\\fh\\u0001i\\u001f\"");
+  EXPECT_EQ(JsonString("\"\""), "\"\\\"\\\"\"");
 }
 
 }  // namespace
