@@ -15,6 +15,7 @@ import argparse
 import collections
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -79,6 +80,51 @@ policies: policies-{city}
 """
 
 
+# Helsinki's realistic share with Tallinn: identifiers pseudonymised with a key for Tallinn
+# only, the sensor hardware and free-form parameters dropped, only observations inside
+# Helsinki's box, positions snapped to a 250 m grid. Tallinn shares its own data plainly, so
+# that direction is checked byte for byte.
+SHARE_POLICY = {
+    "helsinki": """# Helsinki's noise observations for Tallinn's cross-border noise map (docs/policy.md).
+dataset: noise.observations
+format: sensorthings-observation
+location: FeatureOfInterest.feature
+owner: {organisation: City of Helsinki, contact: data@hel.example}
+shares:
+  - peer: tallinn
+    purpose: cross-border-noise-map
+    licence: CC-BY-4.0
+    retention: 30d
+    fields:
+      drop: [Datastream.Sensor, Datastream.Thing.properties, parameters]
+      pseudonymise: [Datastream.@iot.id]
+      pseudonym_key: tallinn-demo
+      record_key: pseudonymise
+    spatial:
+      within: {bbox: [24.78, 60.10, 25.25, 60.26]}   # Helsinki, not Vantaa (Tikkurila stays home)
+      generalise: {grid_m: 250}
+      no_location: deny
+""",
+    "tallinn": """# Tallinn shares its noise observations with Helsinki as they are.
+dataset: noise.observations
+owner: {organisation: City of Tallinn, contact: data@tallinn.example}
+shares:
+  - peer: helsinki
+    purpose: cross-border-noise-map
+    licence: CC-BY-4.0
+""",
+}
+ACCEPT_POLICY = """# What this city takes from {peer}: its noise observations, at most 64 KiB each, kept at most
+# 14 days (the lower of this and the owner's retention applies).
+accept:
+  - peer: {peer}
+    dataset: noise.observations
+    max_record_bytes: 65536
+    format: sensorthings-observation
+    max_retention: 14d
+"""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -116,6 +162,22 @@ def site_summary(kcat, bootstrap, topic):
     return {k: (len(v), sum(v) / len(v), min(v), max(v)) for k, v in sorted(by.items())}
 
 
+def one_crossing(kcat, owner_bootstrap, receiver_bootstrap):
+    """The first record of Tallinn's mirror of Helsinki's noise, and the origin record it came
+    from (by its uop.origin.partition/offset headers), each as one line of JSON."""
+    r = subprocess.run([kcat, "-C", "-b", receiver_bootstrap, "-t", "helsinki.noise.observations",
+                        "-p", "0", "-o", "beginning", "-c", "1", "-e", "-q", "-J"],
+                       capture_output=True, text=True, timeout=60)
+    if not r.stdout.strip():
+        return "(none)", "(none)"
+    m = json.loads(r.stdout.splitlines()[0])
+    h = dict(zip(m["headers"][0::2], m["headers"][1::2]))
+    o = subprocess.run([kcat, "-C", "-b", owner_bootstrap, "-t", "noise.observations",
+                        "-p", h["uop.origin.partition"], "-o", h["uop.origin.offset"], "-c", "1",
+                        "-e", "-q", "-f", "%s"], capture_output=True, text=True, timeout=60)
+    return o.stdout.strip(), m["payload"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default=str(ROOT / "build" / "bin"))
@@ -145,10 +207,12 @@ def main():
         "tallinn": dict(peer="helsinki", listen=p + 1, admin=p + 2022, peer_port=p),
     }
     for city, c in cities.items():
-        (work / f"policies-{city}").mkdir(exist_ok=True)
-        (work / f"policies-{city}" / "noise.yaml").write_text(
-            f"# {city} shares its noise observations with {c['peer']}.\n"
-            f"dataset: noise.observations\nshares:\n  - peer: {c['peer']}\n")
+        pdir = work / f"policies-{city}"
+        (pdir / "keys").mkdir(parents=True, exist_ok=True)
+        (pdir / "noise.yaml").write_text(SHARE_POLICY[city])
+        (pdir / "accept.yaml").write_text(ACCEPT_POLICY.format(peer=c["peer"]))
+        # A fresh pseudonymisation key per run, never printed (docs/policy.md).
+        (pdir / "keys" / f"{c['peer']}-demo.key").write_text(secrets.token_hex(32) + "\n")
         (work / f"{city}.yaml").write_text(
             node_config(city, c["peer"], c["listen"], c["admin"], c["peer_port"]))
 
@@ -267,7 +331,10 @@ def main():
         def crossing(dst, src):
             m = metrics(info[dst]["admin"])
             labels = f'{{peer="{src}",topic="noise.observations"}}'
-            return (m.get(f"uop_import_records_total{labels}", 0),
+            # What the owner's policy kept back counts as done: it never leaves.
+            withheld = metrics(info[src]["admin"]).get(
+                f'uop_export_withheld_total{{peer="{dst}",topic="noise.observations"}}', 0)
+            return (m.get(f"uop_import_records_total{labels}", 0) + withheld,
                     m.get(f"uop_import_lag_records{labels}", 0),
                     m.get(f"uop_import_lag_seconds{labels}", 0),
                     m.get(f'uop_link_up{{peer="{src}"}}', 0))
@@ -311,14 +378,18 @@ def main():
                 [uopctl, "compare", "--source-bootstrap", info[src]["kafka_bootstrap"],
                  "--source-topic", "noise.observations",
                  "--target-bootstrap", info[dst]["kafka_bootstrap"], "--origin", src,
-                 "--wait", "30", "--json"], capture_output=True, text=True)
+                 "--wait", "30", "--json",
+                 # the owner's rules applied to the origin give the expected bytes
+                 "--policy", str(work / f"policies-{src}"), "--peer", dst],
+                capture_output=True, text=True)
             c = json.loads(r.stdout) if r.stdout.strip() else {"ok": False, "first_problem": r.stderr}
             span = done_at.get(dst, 0) - first_seen.get(dst, 0)
             rate = c.get("target", 0) / span if span > 0 else 0
             log(f"{src:8s} -> {dst:8s}: {c.get('target', 0)} of {c.get('expected', 0)} records, "
                 f"{rate:,.0f} records/s while streaming, {c.get('lost', '?')} lost, "
                 f"{c.get('duplicated', '?')} duplicate, {c.get('out_of_order', '?')} out of order, "
-                f"{c.get('mismatched', '?')} altered"
+                f"{c.get('mismatched', '?')} altered, {c.get('withheld', 0)} withheld by "
+                f"{src}'s policy {c.get('withheld_by_reason') or ''}"
                 + ("" if c.get("ok") else f"  <-- PROBLEM: {c.get('first_problem')}"))
             ok = ok and bool(c.get("ok"))
         for city in cities:
@@ -327,6 +398,19 @@ def main():
             accepted = int(bm.get('uop_sta_accepted_total{via="mqtt"}', 0))
             log(f"uop-sta-bridge {city}: {accepted} observations accepted over MQTT, "
                 f"{int(rejected)} rejected")
+
+        log("\n== One observation as it left Helsinki, and as Tallinn received it ==")
+        left, arrived = one_crossing(kcat, info["helsinki"]["kafka_bootstrap"],
+                                     info["tallinn"]["kafka_bootstrap"])
+        log(f"left helsinki:    {left}")
+        log(f"arrived tallinn:  {arrived}")
+        cat = json.loads(urllib.request.urlopen(
+            f"http://{info['tallinn']['admin']}/datasets", timeout=10).read())
+        for d in cat["imports"]:
+            log(f"tallinn's terms for {d['peer']}/{d['dataset']}: purpose {d['purpose']}, "
+                f"licence {d['licence']}, owner {d['owner']['organisation']}, retention "
+                f"{d['owner_retention_ms']} ms (tallinn keeps at most 14 d), policy "
+                f"{d['policy_version']}")
 
         log("\n== Observations per site, as they arrived in the other city ==")
         for dst, src in (("tallinn", "helsinki"), ("helsinki", "tallinn")):
