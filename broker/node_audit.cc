@@ -29,6 +29,8 @@ NodeAudit::NodeAudit(std::shared_ptr<const audit::Signer> signer, core::Metrics*
       entries_(metrics->Counter("uop_audit_entries_total", "Audit log entries made durable")),
       errors_(metrics->Counter("uop_audit_errors_total",
                                "Audit log appends that failed (the exchange stopped for them)")),
+      outages_(metrics->Counter("uop_audit_unwritable_total",
+                                "Times the audit log stopped being writable")),
       size_(metrics->Gauge("uop_audit_log_entries", "Durable entries in the audit log")) {}
 
 absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& config,
@@ -59,6 +61,9 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
   options.checkpoint_every_entries = cfg.checkpoint_every_entries;
   options.checkpoint_interval = absl::FromChrono(cfg.checkpoint_interval);
   options.max_segment_bytes = cfg.max_segment_bytes;
+  options.on_health_change = [raw = out.get()](const absl::Status& health) {
+    raw->HealthChanged(health);
+  };
   absl::StatusOr<std::unique_ptr<audit::AuditLog>> log =
       audit::AuditLog::Open(cfg.dir, out->signer_, options);
   if (!log.ok()) {
@@ -89,6 +94,21 @@ NodeAudit::~NodeAudit() {
   if (thread_.joinable()) thread_.join();
   log_.reset();  // commits what is queued and signs a final checkpoint
   RunDeferred();
+}
+
+void NodeAudit::HealthChanged(const absl::Status& health) {
+  writable_->Set(health.ok() ? 1 : 0);
+  if (health.ok()) {
+    unwritable_ = false;
+    log::Info("audit_log_writable", {{"entries", std::to_string(log_->size())}});
+  } else if (unwritable_) {
+    // Still unwritable, for another reason (a probe failed differently).
+    log::Warn("audit_log_unwritable", {{"reason", std::string(health.message())}});
+  } else {
+    unwritable_ = true;
+    outages_->Add(1);
+    log::Error("audit_log_unwritable", {{"reason", std::string(health.message())}});
+  }
 }
 
 void NodeAudit::Observe(const absl::Status& result) {
@@ -159,18 +179,10 @@ void NodeAudit::Run() {
       mu_.Lock();
       continue;
     }
-    // Signs a checkpoint when one is due, and after a failure tries to write again.
+    // Signs a checkpoint when one is due and checks an idle log can still write; the log
+    // probes by itself after a failure and reports changes through HealthChanged.
     log_->Tick();
-    const absl::Status health = log_->Health();
-    writable_->Set(health.ok() ? 1 : 0);
     size_->Set(static_cast<double>(log_->size()));
-    if (!health.ok() && !reported_broken_) {
-      reported_broken_ = true;
-      log::Error("audit_log_unwritable", {{"reason", std::string(health.message())}});
-    } else if (health.ok() && reported_broken_) {
-      reported_broken_ = false;
-      log::Info("audit_log_writable", {{"entries", std::to_string(log_->size())}});
-    }
   }
 }
 

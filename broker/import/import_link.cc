@@ -10,6 +10,7 @@
 #include "broker/export/export_service.h"
 #include "broker/grpc_status.h"
 #include "broker/import/recovery.h"
+#include "core/check.h"
 #include "core/log.h"
 #include "core/status_macros.h"
 #include "kafka/status.h"
@@ -513,47 +514,50 @@ absl::Status ImportStream::Stage(TransactionalSink* sink, Positions* positions) 
   return staged;
 }
 
-void ImportStream::Committed(AuditSink* audit) {
-  std::shared_ptr<ReplicateCall> kick, cancel;
+absl::Status ImportStream::Record(AuditSink* audit) {
+  absl::MutexLock lock(&mu_);
+  // session_ is replaced only under the writer's mutex, which the caller holds.
+  if (session_ == nullptr || !session_->has_staged()) return absl::OkStatus();
+  absl::Status s = session_->Record(audit);
+  if (!s.ok()) {
+    // Produced but not recorded: the transaction is aborted, nothing is acknowledged, and the
+    // next attempt waits until the audit log can write.
+    log::Error("import_audit_failed", {{"peer", link_.peer->name},
+                                       {"topic", offer_.topic()},
+                                       {"reason", std::string(s.message())}});
+  }
+  return s;
+}
+
+void ImportStream::Committed() {
+  std::shared_ptr<ReplicateCall> kick;
   Drained drained;
   {
     absl::MutexLock lock(&mu_);
     if (session_ == nullptr || !session_->has_staged()) return;
-    absl::StatusOr<std::vector<fed::ReceiverMessage>> replies =
-        session_->Committed(audit, &refused_);
-    if (!replies.ok()) {
-      // Written but not recorded: nothing is acknowledged; the next attempt finds the records
-      // in our Kafka and the audit log must be writable before anything else is acknowledged.
-      log::Error("import_audit_failed", {{"peer", link_.peer->name},
-                                         {"topic", offer_.topic()},
-                                         {"reason", std::string(replies.status().message())}});
-      FailLocked(replies.status());
-      cancel = call_;
-    } else {
-      progressed_ = true;
-      for (const RefusedRecord& r : session_->last_deadletters()) {
-        log::Warn("import_deadletter", {{"peer", link_.peer->name},
-                                        {"topic", offer_.topic()},
-                                        {"partition", std::to_string(r.partition)},
-                                        {"offset", std::to_string(r.offset)},
-                                        {"reason", r.reason}});
-      }
-      const ImportSession::Stats& now = session_->stats();
-      records_written_->Add(static_cast<double>(now.written - reported_.written));
-      deadlettered_->Add(static_cast<double>(now.deadletters - reported_.deadletters));
-      duplicates_dropped_->Add(static_cast<double>(now.duplicates - reported_.duplicates));
-      batches_written_->Add(static_cast<double>(now.batches - reported_.batches));
-      transactions_->Add(static_cast<double>(now.transactions - reported_.transactions));
-      reported_ = now;
-      PublishLocked();
-      for (fed::ReceiverMessage& reply : *replies) SendLocked(std::move(reply));
-      kick = call_;
+    absl::StatusOr<std::vector<fed::ReceiverMessage>> replies = session_->Committed(&refused_);
+    UOP_CHECK(replies.ok(), "Committed() of a recorded transaction cannot fail");
+    progressed_ = true;
+    for (const RefusedRecord& r : session_->last_deadletters()) {
+      log::Warn("import_deadletter", {{"peer", link_.peer->name},
+                                      {"topic", offer_.topic()},
+                                      {"partition", std::to_string(r.partition)},
+                                      {"offset", std::to_string(r.offset)},
+                                      {"reason", r.reason}});
     }
+    const ImportSession::Stats& now = session_->stats();
+    records_written_->Add(static_cast<double>(now.written - reported_.written));
+    deadlettered_->Add(static_cast<double>(now.deadletters - reported_.deadletters));
+    duplicates_dropped_->Add(static_cast<double>(now.duplicates - reported_.duplicates));
+    batches_written_->Add(static_cast<double>(now.batches - reported_.batches));
+    transactions_->Add(static_cast<double>(now.transactions - reported_.transactions));
+    reported_ = now;
+    PublishLocked();
+    for (fed::ReceiverMessage& reply : *replies) SendLocked(std::move(reply));
+    kick = call_;
     drained = DrainInboxLocked();
   }
   AfterDrain(drained);
-  if (cancel != nullptr) cancel->Cancel();
-  if (cancel != nullptr) cancel->Kick();
   if (kick != nullptr) kick->Kick();
 }
 
@@ -730,13 +734,25 @@ void LinkWriter::WriteRound() {
       return;
     }
   }
+  // In the audit log before the commit (docs/audit.md section 6): killed after the commit, the
+  // log still holds every batch that Kafka does.
+  for (ImportStream* stream : staged) {
+    if (absl::Status s = stream->Record(audit_); !s.ok()) {
+      absl::Status abort = sink_->Abort();
+      failed(abort.ok() ? s
+                        : absl::Status(s.code(), absl::StrCat(s.message(),
+                                                              " (abort: ", abort.message(), ")")),
+             staged, {});
+      return;
+    }
+  }
   std::vector<RefusedRecord> late;
   if (absl::Status s = sink_->Commit(positions, &late); !s.ok()) {
     failed(s, staged, late);
     return;
   }
   transactions_->Add(1);
-  for (ImportStream* stream : staged) stream->Committed(audit_);
+  for (ImportStream* stream : staged) stream->Committed();
   // Batches that arrived during the commit go into the next transaction at once.
   for (ImportStream* stream : staged) {
     if (stream->HasQueued()) {

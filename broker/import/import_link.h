@@ -86,7 +86,8 @@ class ImportStream {
   // For the LinkWriter, which serialises these (one transaction at a time).
   bool HasQueued();
   absl::Status Stage(TransactionalSink* sink, Positions* positions);
-  void Committed(AuditSink* audit);
+  absl::Status Record(AuditSink* audit);
+  void Committed();
   void StageFailed(const absl::Status& cause, const std::vector<RefusedRecord>& late);
 
  private:
