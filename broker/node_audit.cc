@@ -92,6 +92,15 @@ NodeAudit::~NodeAudit() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  std::vector<Retained> retained;
+  {
+    absl::MutexLock lock(&mu_);
+    retained.swap(retained_);
+  }
+  for (Retained& r : retained) {
+    std::move(r.done)(
+        absl::FailedPreconditionError("the node stopped before the audit log could write again"));
+  }
   log_.reset();  // commits what is queued and signs a final checkpoint
   RunDeferred();
 }
@@ -161,6 +170,26 @@ void NodeAudit::AppendAsync(audit::Entry entry) {
   });
 }
 
+void NodeAudit::AppendRetained(audit::Entry entry, Done done) {
+  audit::Entry copy = entry;
+  Append(std::move(entry), [this, copy = std::move(copy),
+                            done = std::move(done)](absl::StatusOr<audit::AppendResult> r) mutable {
+    // An entry too large, or a log that is closing, will not get better by waiting.
+    if (r.ok() || absl::IsInvalidArgument(r.status()) || absl::IsFailedPrecondition(r.status())) {
+      std::move(done)(std::move(r));
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (!stopping_ && retained_.size() < kMaxRetained) {
+        retained_.push_back(Retained{std::move(copy), std::move(done)});
+        return;
+      }
+    }
+    std::move(done)(std::move(r));
+  });
+}
+
 const audit::Verifier* NodeAudit::PeerKey(const std::string& peer) const {
   auto it = peer_keys_.find(peer);
   return it == peer_keys_.end() ? nullptr : &it->second;
@@ -183,6 +212,13 @@ void NodeAudit::Run() {
     // probes by itself after a failure and reports changes through HealthChanged.
     log_->Tick();
     size_->Set(static_cast<double>(log_->size()));
+    if (!retained_.empty() && log_->Health().ok()) {
+      std::vector<Retained> again;
+      again.swap(retained_);
+      mu_.Unlock();
+      for (Retained& r : again) AppendRetained(std::move(r.entry), std::move(r.done));
+      mu_.Lock();
+    }
   }
 }
 

@@ -40,6 +40,12 @@ class NodeAudit final : public audit::AuditSink {
   absl::StatusOr<audit::AppendResult> AppendAndWait(audit::Entry entry);
   // Appends and does not wait; a failure is counted and logged, nothing else.
   void AppendAsync(audit::Entry entry);
+  // For evidence that must reach the log although the exchange stops (a verified receipt of a
+  // batch the receiver has already committed): when the log cannot write, keeps `entry` in
+  // memory (up to kMaxRetained) and appends it once the log can write again; `done` runs then.
+  // `done` fails only if the node stops first or too many entries wait.
+  void AppendRetained(audit::Entry entry, Done done);
+  static constexpr size_t kMaxRetained = 1 << 14;
 
   const audit::Signer& signer() const { return *signer_; }
   audit::AuditLog* log() { return log_.get(); }
@@ -69,6 +75,11 @@ class NodeAudit final : public audit::AuditSink {
   // Completions the log reported on the appending thread (an immediate failure): run on the
   // timer thread instead, since callers append while holding their own locks.
   std::vector<absl::AnyInvocable<void() &&>> deferred_ ABSL_GUARDED_BY(mu_);
+  struct Retained {
+    audit::Entry entry;
+    Done done;
+  };
+  std::vector<Retained> retained_ ABSL_GUARDED_BY(mu_);  // AppendRetained while unwritable
   std::thread thread_;
 };
 

@@ -135,17 +135,18 @@ void ExportStream::OnReadDone(bool ok) {
     const bool receipts = s.ok();
     auto remaining = std::make_shared<std::atomic<size_t>>(to_log.size());
     auto failed = std::make_shared<std::atomic<bool>>(false);
+    // Retained while the log cannot write: the receiver has committed these batches, and their
+    // receipts are the owner's only proof of it (the next stream will not send them again).
     for (audit::Entry& e : to_log) {
-      service_->audit_->Append(
+      service_->audit_->AppendRetained(
           std::move(e), [self = shared_from_this(), through, receipts, remaining,
                          failed](const absl::StatusOr<audit::AppendResult>& r) {
             if (!r.ok()) failed->store(true);
             if (remaining->fetch_sub(1) != 1) return;
             absl::MutexLock lock(&self->mu_);
             if (failed->load()) {
-              self->FinishLocked(
-                  grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                               absl::StrCat("audit log cannot write: ", r.status().message())));
+              self->FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                              "audit log cannot write: receipts not logged"));
             } else if (receipts && self->session_ != nullptr) {
               self->session_->ReceiptsLogged(through);  // delivered from here on
             }
