@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
   options.on_health_change = [raw = out.get()](const absl::Status& health) {
     raw->HealthChanged(health);
   };
+  out->writable_->Set(1);  // before the log's thread may report otherwise
   absl::StatusOr<std::unique_ptr<audit::AuditLog>> log =
       audit::AuditLog::Open(cfg.dir, out->signer_, options);
   if (!log.ok()) {
@@ -77,7 +78,6 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
                                   {"dropped_bytes", std::to_string(r->dropped_bytes)},
                                   {"reason", r->reason}});
   }
-  out->writable_->Set(1);
   out->size_->Set(static_cast<double>(out->log_->size()));
   log::Info("audit_log_open", {{"dir", cfg.dir},
                                {"entries", std::to_string(out->log_->size())},
@@ -106,10 +106,11 @@ NodeAudit::~NodeAudit() {
 }
 
 void NodeAudit::HealthChanged(const absl::Status& health) {
+  // Runs on the log's commit thread, also while log_ is being set or reset: not through log_.
   writable_->Set(health.ok() ? 1 : 0);
   if (health.ok()) {
     unwritable_ = false;
-    log::Info("audit_log_writable", {{"entries", std::to_string(log_->size())}});
+    log::Info("audit_log_writable");
   } else if (unwritable_) {
     // Still unwritable, for another reason (a probe failed differently).
     log::Warn("audit_log_unwritable", {{"reason", std::string(health.message())}});
