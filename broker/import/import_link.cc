@@ -70,6 +70,9 @@ class ReplicateCall final
   // Queues `message` unless the call is ending; false if it is.
   bool Enqueue(fed::ReceiverMessage message) ABSL_LOCKS_EXCLUDED(mu_);
   void MarkEnding() ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes nothing new, writes what is queued (Acks of transactions that committed: the owner
+  // needs their receipts), then cancels the call. Kick() to start.
+  void MarkEndingAfterWrites() ABSL_LOCKS_EXCLUDED(mu_);
   // Nothing queued and no write in flight.
   bool Idle() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -82,6 +85,7 @@ class ReplicateCall final
   std::deque<fed::ReceiverMessage> outbox_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = true;  // the Subscribe is in flight from Begin()
   bool ending_ ABSL_GUARDED_BY(mu_) = false;
+  bool flush_then_end_ ABSL_GUARDED_BY(mu_) = false;
   bool held_ ABSL_GUARDED_BY(mu_) = true;
 
   ImportStream* const stream_;
@@ -93,7 +97,7 @@ class ReplicateCall final
 
 bool ReplicateCall::Enqueue(fed::ReceiverMessage message) {
   absl::MutexLock lock(&mu_);
-  if (ending_) return false;
+  if (ending_ || flush_then_end_) return false;
   outbox_.push_back(std::move(message));
   return true;
 }
@@ -101,6 +105,12 @@ bool ReplicateCall::Enqueue(fed::ReceiverMessage message) {
 void ReplicateCall::MarkEnding() {
   absl::MutexLock lock(&mu_);
   ending_ = true;
+  flush_then_end_ = false;  // over already: nothing more can be written
+}
+
+void ReplicateCall::MarkEndingAfterWrites() {
+  absl::MutexLock lock(&mu_);
+  if (!ending_) flush_then_end_ = true;
 }
 
 bool ReplicateCall::Idle() {
@@ -109,10 +119,15 @@ bool ReplicateCall::Idle() {
 }
 
 void ReplicateCall::Kick() {
-  bool write = false, release = false;
+  bool write = false, release = false, cancel = false;
   {
     absl::MutexLock lock(&mu_);
-    if (!writing_ && !ending_ && !outbox_.empty()) {
+    if (flush_then_end_ && !writing_ && outbox_.empty()) {
+      flush_then_end_ = false;
+      ending_ = true;
+      cancel = true;
+    }
+    if (!writing_ && (!ending_ || flush_then_end_) && !outbox_.empty()) {
       write_ = std::move(outbox_.front());
       outbox_.pop_front();
       writing_ = true;
@@ -122,6 +137,7 @@ void ReplicateCall::Kick() {
       release = true;
     }
   }
+  if (cancel) Cancel();
   if (write) StartWrite(&write_);
   if (release) RemoveHold();
 }
@@ -150,7 +166,10 @@ void ReplicateCall::OnWriteDone(bool ok) {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     // A failed write means the call is over; OnDone brings its status.
-    if (!ok) ending_ = true;
+    if (!ok) {
+      ending_ = true;
+      flush_then_end_ = false;
+    }
   }
   if (!ok) Cancel();
   Kick();
@@ -390,11 +409,16 @@ void ImportStream::ApplyLocked(fed::OwnerMessage&& message, Drained* out) {
   }
 }
 
-void ImportStream::FailLocked(const absl::Status& cause) {
+void ImportStream::FailLocked(const absl::Status& cause, bool flush_acks) {
   if (failure_.ok()) failure_ = cause;
   if (state_ == State::kSubscribing || state_ == State::kStreaming) state_ = State::kEnding;
   streaming_.store(false);
-  if (call_ != nullptr) call_->MarkEnding();
+  if (call_ == nullptr) return;
+  if (flush_acks) {
+    call_->MarkEndingAfterWrites();
+  } else {
+    call_->MarkEnding();
+  }
 }
 
 void ImportStream::OnCallDone(const grpc::Status& status) {
@@ -562,19 +586,18 @@ void ImportStream::Committed() {
 }
 
 void ImportStream::StageFailed(const absl::Status& cause, const std::vector<RefusedRecord>& late) {
-  std::shared_ptr<ReplicateCall> cancel;
+  std::shared_ptr<ReplicateCall> call;
   {
     absl::MutexLock lock(&mu_);
     if (session_ == nullptr) return;
     session_->StageFailed(late, &refused_);
-    // Whether an uncertain commit landed is read back from Kafka by the next attempt.
-    FailLocked(cause);
-    cancel = call_;
+    // Whether an uncertain commit landed is read back from Kafka by the next attempt. Acks still
+    // queued are of earlier transactions, committed and logged: they go out before the call is
+    // cancelled, or the owner would never log their receipts.
+    FailLocked(cause, /*flush_acks=*/true);
+    call = call_;
   }
-  if (cancel != nullptr) {
-    cancel->Cancel();
-    cancel->Kick();
-  }
+  if (call != nullptr) call->Kick();
 }
 
 // ---------------------------------------------------------------------------------------------
