@@ -187,17 +187,33 @@ absl::Status AuditLog::OpenSegmentForAppend(uint64_t number, uint64_t length) {
   return absl::OkStatus();
 }
 
-absl::Status AuditLog::Resume() {
+absl::Status AuditLog::Probe() {
   if (file_ != nullptr) file_->Close().IgnoreError();
   writer_.reset();
   file_.reset();
   const std::string path = JoinPath(dir_, SegmentFileName(segment_number_));
   if (fs_->Exists(path)) {
+    absl::StatusOr<uint64_t> length = fs_->FileSize(path);
+    if (!length.ok()) return length.status();
+    if (*length < durable_length_) {
+      // Written and fsynced, then gone: resuming would leave a hole in the log.
+      return absl::DataLossError(absl::StrCat(path, " holds ", *length, " bytes, ", durable_length_,
+                                              " were durable: restore the audit directory"));
+    }
     if (absl::Status s = fs_->Truncate(path, durable_length_); !s.ok()) return s;
+  } else if (durable_length_ > 0) {
+    return absl::DataLossError(absl::StrCat(path, " is gone (", durable_length_,
+                                            " bytes were durable): restore the audit directory"));
   }
   if (absl::Status s = OpenSegmentForAppend(segment_number_, durable_length_); !s.ok()) return s;
-  broken_ = false;
-  return absl::OkStatus();
+  std::vector<Pending> none;
+  return CommitGroup(none, CheckpointWhen::kAlways);
+}
+
+void AuditLog::Broke() {
+  retry_delay_ = broken_ ? std::min(2 * retry_delay_, options_.retry_max) : options_.retry_initial;
+  broken_ = true;
+  next_probe_ = clock_->Now() + retry_delay_;
 }
 
 void AuditLog::Append(Entry entry, Done done) {
@@ -296,14 +312,21 @@ void AuditLog::CommitLoop() {
     bool tick = false;
     bool checkpoint_requested = false;
     bool stop = false;
+    absl::Status health;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
+      absl::Condition work(
           +[](AuditLog* log) ABSL_NO_THREAD_SAFETY_ANALYSIS {
             return !log->queue_.empty() || log->tick_ || log->checkpoint_requests_ > 0 ||
                    log->stopping_;
           },
-          this));
+          this);
+      if (broken_) {
+        // Wakes for the next probe by itself (the node's timer need not tick for it).
+        mu_.AwaitWithTimeout(work, std::max(absl::ZeroDuration(), next_probe_ - clock_->Now()));
+      } else {
+        mu_.Await(work);
+      }
       while (!queue_.empty() && group.size() < kMaxGroup) {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -317,15 +340,32 @@ void AuditLog::CommitLoop() {
         checkpoint_requests_ = 0;
       }
       stop = stopping_ && queue_.empty();
+      health = health_;
     }
     absl::Status status;
-    if (broken_) status = Resume();
-    if (!status.ok()) status = CannotWrite(status);
-    if (status.ok() && (!group.empty() || tick || checkpoint_requested || stop)) {
-      status = CommitGroup(group, checkpoint_requested || stop);
+    if (broken_ && (stop || clock_->Now() >= next_probe_)) {
+      status = Probe();
+      if (status.ok()) {
+        broken_ = false;
+      } else {
+        Broke();
+        status = CannotWrite(status);
+      }
+    } else if (broken_) {
+      status = health;  // fail at once until the next probe
     }
+    if (status.ok() && (!group.empty() || tick || checkpoint_requested || stop)) {
+      status = CommitGroup(
+          group, checkpoint_requested || stop ? CheckpointWhen::kUnsigned : CheckpointWhen::kDue);
+      if (!status.ok()) {
+        Broke();
+        status = CannotWrite(status);
+      }
+    }
+    bool changed = false;
     {
       absl::MutexLock lock(&mu_);
+      changed = health_ != status;
       health_ = status;
       size_ = tree_.size();
       if (checkpoint_requested) {
@@ -333,6 +373,7 @@ void AuditLog::CommitLoop() {
         ++checkpoint_generation_;
       }
     }
+    if (changed && options_.on_health_change) options_.on_health_change(status);
     for (size_t i = 0; i < group.size(); ++i) {
       if (status.ok()) {
         std::move(group[i].done)(AppendResult{group[i].entry.index, group[i].entry.time_micros});
@@ -360,36 +401,44 @@ absl::Status AuditLog::WriteEntry(Entry& entry, CompactTree& tree) {
   return absl::OkStatus();
 }
 
-absl::Status AuditLog::CommitGroup(std::vector<Pending>& group, bool force_checkpoint) {
+absl::Status AuditLog::CheckStillWritable() {
+  if (absl::Status s = file_->CheckLinked(); !s.ok()) return s;
+  return fs_->CheckWritableDir(dir_);
+}
+
+absl::Status AuditLog::CommitGroup(std::vector<Pending>& group, CheckpointWhen when) {
   const absl::Time now = clock_->Now();
   const int64_t now_micros = std::max(absl::ToUnixMicros(now), last_time_micros_);
   CompactTree tree = tree_;
   uint64_t unsigned_entries = unsigned_entries_;
-  const uint64_t segment_number = segment_number_;
-
-  auto fail = [&](absl::Status s) {
-    broken_ = true;
-    return absl::Status(s.code(),
-                        absl::StrCat("audit log cannot write, exchange must stop: ", s.message()));
-  };
 
   if (!group.empty() && writer_->length() >= options_.max_segment_bytes) {
-    if (absl::Status s = file_->Close(); !s.ok()) return fail(s);
+    if (absl::Status s = file_->Close(); !s.ok()) return s;
     writer_.reset();
     file_.reset();
-    segment_number_ = segment_number + 1;
+    ++segment_number_;
     durable_length_ = 0;
-    if (absl::Status s = OpenSegmentForAppend(segment_number_, 0); !s.ok()) return fail(s);
+    if (absl::Status s = OpenSegmentForAppend(segment_number_, 0); !s.ok()) return s;
   }
 
   for (Pending& p : group) {
     p.entry.time_micros = now_micros;
-    if (absl::Status s = WriteEntry(p.entry, tree); !s.ok()) return fail(s);
+    if (absl::Status s = WriteEntry(p.entry, tree); !s.ok()) return s;
     ++unsigned_entries;
   }
-  const bool due = unsigned_entries > 0 &&
-                   (force_checkpoint || unsigned_entries >= options_.checkpoint_every_entries ||
-                    now - last_checkpoint_time_ >= options_.checkpoint_interval);
+  bool due = false;
+  switch (when) {
+    case CheckpointWhen::kDue:
+      due = unsigned_entries > 0 && (unsigned_entries >= options_.checkpoint_every_entries ||
+                                     now - last_checkpoint_time_ >= options_.checkpoint_interval);
+      break;
+    case CheckpointWhen::kUnsigned:
+      due = unsigned_entries > 0;
+      break;
+    case CheckpointWhen::kAlways:
+      due = tree.size() > 0;
+      break;
+  }
   std::optional<SignedCheckpoint> signed_checkpoint;
   if (due) {
     struct Checkpoint c;
@@ -402,10 +451,13 @@ absl::Status AuditLog::CommitGroup(std::vector<Pending>& group, bool force_check
     e.time_micros = now_micros;
     e.payload = SignCheckpoint(c, *signer_);
     signed_checkpoint = SignedCheckpoint{c, e.payload};
-    if (absl::Status s = WriteEntry(e, tree); !s.ok()) return fail(s);
+    if (absl::Status s = WriteEntry(e, tree); !s.ok()) return s;
   }
-  if (group.empty() && !due) return absl::OkStatus();
-  if (absl::Status s = file_->Sync(); !s.ok()) return fail(s);
+  // Nothing to write (a tick): still look, so that an idle log reports a failure too.
+  if (group.empty() && !due) return CheckStillWritable();
+  if (absl::Status s = file_->Sync(); !s.ok()) return s;
+  // After the fsync: an entry that is durable in a file nobody can find is not in the log.
+  if (absl::Status s = CheckStillWritable(); !s.ok()) return s;
 
   tree_ = tree;
   last_time_micros_ = now_micros;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,7 +55,7 @@ class AuditSink {
   // exchange (acknowledge a batch, count it as delivered) before `done` reports success.
   virtual void Append(Entry entry, Done done) = 0;
   // OK while the log can write. Otherwise why not (the path and the system error): the node
-  // stops exchanging, reports it on /readyz, and calls Tick() until it is OK again.
+  // stops exchanging and reports it on /readyz until the log finds it can write again.
   virtual absl::Status Health() const = 0;
 };
 
@@ -66,6 +67,13 @@ struct AuditLogOptions {
   uint64_t max_segment_bytes = uint64_t{64} << 20;
   // Appends waiting for the commit thread beyond this fail with ResourceExhausted.
   size_t max_queued = 1 << 16;
+  // After a write failure appends fail at once, without touching the disk, and the log probes
+  // (cuts the segment back to its last durable byte, reopens it, writes and fsyncs a
+  // checkpoint) after retry_initial, doubling up to retry_max, until a probe succeeds.
+  absl::Duration retry_initial = absl::Milliseconds(100);
+  absl::Duration retry_max = absl::Seconds(5);
+  // Called on the commit thread each time Health() changes; must not block or call the log.
+  std::function<void(const absl::Status& health)> on_health_change;
   FileSystem* fs = nullptr;  // FileSystem::Default() when null; must outlive the log
   Clock* clock = nullptr;    // Clock::Real() when null; must outlive the log
 };
@@ -103,8 +111,9 @@ class AuditLog final : public AuditSink {
   // Blocks until durable; for node start/stop, tools and tests. Not for reactor threads.
   absl::StatusOr<AppendResult> AppendAndWait(Entry entry);
   // Call periodically (e.g. every second): signs a checkpoint if checkpoint_interval has passed
-  // and entries were added since the last one, and after a write failure tries to resume.
-  // Never blocks on the disk.
+  // and entries were added since the last one, and checks that the segment is still where it is
+  // written and its directory still writable, so that an idle log notices a failure too. Never
+  // blocks on the disk.
   void Tick();
   // Blocks until everything appended before the call is committed or failed, then signs a
   // checkpoint of all durable entries (if any are unsigned); returns it or why not.
@@ -124,14 +133,24 @@ class AuditLog final : public AuditSink {
     Entry entry;
     Done done;
   };
+  enum class CheckpointWhen {
+    kDue,       // every N entries or T seconds
+    kUnsigned,  // now, if any entry is not signed yet (on request, at close)
+    kAlways,    // now, unless the log is empty (a probe: proves a write and an fsync work)
+  };
 
   AuditLog(std::string dir, std::shared_ptr<const Signer> signer, AuditLogOptions options);
   absl::Status Recover();
   absl::Status OpenSegmentForAppend(uint64_t number, uint64_t length);
-  absl::Status Resume();
+  // After a failure: cuts the segment back to its last durable byte, reopens it and writes and
+  // fsyncs a checkpoint. Errors are raw (the caller says what they mean).
+  absl::Status Probe();
+  void Broke();  // schedules the next probe
   void CommitLoop();
-  // Writes, checkpoints and syncs one group; on success fills *indices.
-  absl::Status CommitGroup(std::vector<Pending>& group, bool force_checkpoint);
+  // Writes, checkpoints and syncs one group, then checks the segment is still reachable. On
+  // failure nothing of the group counts: the next probe cuts it off the segment.
+  absl::Status CommitGroup(std::vector<Pending>& group, CheckpointWhen when);
+  absl::Status CheckStillWritable();
   absl::Status WriteEntry(Entry& entry, CompactTree& tree);
 
   const std::string dir_;
@@ -161,7 +180,9 @@ class AuditLog final : public AuditSink {
   int64_t last_time_micros_ = 0;
   uint64_t unsigned_entries_ = 0;  // since the last checkpoint
   absl::Time last_checkpoint_time_ = absl::InfinitePast();
-  bool broken_ = false;
+  bool broken_ = false;  // appends fail at once until a probe succeeds
+  absl::Duration retry_delay_;
+  absl::Time next_probe_ = absl::InfinitePast();
 
   std::thread committer_;
 };

@@ -57,6 +57,26 @@ class PosixWritableFile final : public WritableFile {
     return s;
   }
 
+  absl::Status CheckLinked() override {
+    struct stat open_file;
+    if (::fstat(fd_, &open_file) != 0) return PosixError("fstat", path_, errno);
+    struct stat at_path;
+    const bool found = ::stat(path_.c_str(), &at_path) == 0;
+    const int err = errno;
+    if (open_file.st_nlink > 0 && found && at_path.st_dev == open_file.st_dev &&
+        at_path.st_ino == open_file.st_ino) {
+      return absl::OkStatus();
+    }
+    std::string why = "was replaced by another file";
+    if (open_file.st_nlink == 0) {
+      why = "was deleted";
+    } else if (!found) {
+      why = absl::StrCat("is no longer at its path (stat: ", std::strerror(err), ")");
+    }
+    return absl::DataLossError(
+        absl::StrCat(path_, " ", why, ": what the log appends to it would be lost"));
+  }
+
  private:
   static constexpr size_t kFlushBytes = 1 << 16;
 
@@ -175,6 +195,21 @@ class PosixFileSystem final : public FileSystem {
   bool Exists(const std::string& path) override {
     struct stat st;
     return ::stat(path.c_str(), &st) == 0;
+  }
+
+  absl::StatusOr<uint64_t> FileSize(const std::string& path) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return PosixError("stat", path, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  absl::Status CheckWritableDir(const std::string& dir) override {
+    // As root this only fails for a read-only file system or a path that is not a directory;
+    // CheckLinked covers a directory that was moved or replaced.
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+      return PosixError("cannot create files in", dir, errno);
+    }
+    return absl::OkStatus();
   }
 };
 

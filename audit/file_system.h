@@ -21,6 +21,10 @@ class WritableFile {
   virtual absl::Status Append(absl::string_view data) = 0;
   virtual absl::Status Sync() = 0;
   virtual absl::Status Close() = 0;
+  // OK while the file is still the one at the path it was opened with. Appends to a file that
+  // was deleted, moved away or shadowed (its directory replaced) succeed and fsync, but nobody
+  // will ever read them: the audit log checks this after every fsync.
+  virtual absl::Status CheckLinked() = 0;
 };
 
 // Implementations must be safe for concurrent use by several threads.
@@ -37,6 +41,10 @@ class FileSystem {
   virtual absl::Status Truncate(const std::string& path, uint64_t size) = 0;
   virtual absl::Status SyncDir(const std::string& dir) = 0;
   virtual bool Exists(const std::string& path) = 0;
+  virtual absl::StatusOr<uint64_t> FileSize(const std::string& path) = 0;
+  // OK if files can be created in `dir` (the next segment); PermissionDenied or the system's
+  // error otherwise. Cheap (one access(2)): the audit log asks at every group commit.
+  virtual absl::Status CheckWritableDir(const std::string& dir) = 0;
 
   // The process-wide POSIX implementation; never deleted.
   static FileSystem* Default();

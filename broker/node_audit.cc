@@ -29,6 +29,8 @@ NodeAudit::NodeAudit(std::shared_ptr<const audit::Signer> signer, core::Metrics*
       entries_(metrics->Counter("uop_audit_entries_total", "Audit log entries made durable")),
       errors_(metrics->Counter("uop_audit_errors_total",
                                "Audit log appends that failed (the exchange stopped for them)")),
+      outages_(metrics->Counter("uop_audit_unwritable_total",
+                                "Times the audit log stopped being writable")),
       size_(metrics->Gauge("uop_audit_log_entries", "Durable entries in the audit log")) {}
 
 absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& config,
@@ -59,6 +61,10 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
   options.checkpoint_every_entries = cfg.checkpoint_every_entries;
   options.checkpoint_interval = absl::FromChrono(cfg.checkpoint_interval);
   options.max_segment_bytes = cfg.max_segment_bytes;
+  options.on_health_change = [raw = out.get()](const absl::Status& health) {
+    raw->HealthChanged(health);
+  };
+  out->writable_->Set(1);  // before the log's thread may report otherwise
   absl::StatusOr<std::unique_ptr<audit::AuditLog>> log =
       audit::AuditLog::Open(cfg.dir, out->signer_, options);
   if (!log.ok()) {
@@ -72,7 +78,6 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
                                   {"dropped_bytes", std::to_string(r->dropped_bytes)},
                                   {"reason", r->reason}});
   }
-  out->writable_->Set(1);
   out->size_->Set(static_cast<double>(out->log_->size()));
   log::Info("audit_log_open", {{"dir", cfg.dir},
                                {"entries", std::to_string(out->log_->size())},
@@ -87,8 +92,33 @@ NodeAudit::~NodeAudit() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  std::vector<Retained> retained;
+  {
+    absl::MutexLock lock(&mu_);
+    retained.swap(retained_);
+  }
+  for (Retained& r : retained) {
+    std::move(r.done)(
+        absl::FailedPreconditionError("the node stopped before the audit log could write again"));
+  }
   log_.reset();  // commits what is queued and signs a final checkpoint
   RunDeferred();
+}
+
+void NodeAudit::HealthChanged(const absl::Status& health) {
+  // Runs on the log's commit thread, also while log_ is being set or reset: not through log_.
+  writable_->Set(health.ok() ? 1 : 0);
+  if (health.ok()) {
+    unwritable_ = false;
+    log::Info("audit_log_writable");
+  } else if (unwritable_) {
+    // Still unwritable, for another reason (a probe failed differently).
+    log::Warn("audit_log_unwritable", {{"reason", std::string(health.message())}});
+  } else {
+    unwritable_ = true;
+    outages_->Add(1);
+    log::Error("audit_log_unwritable", {{"reason", std::string(health.message())}});
+  }
 }
 
 void NodeAudit::Observe(const absl::Status& result) {
@@ -141,6 +171,26 @@ void NodeAudit::AppendAsync(audit::Entry entry) {
   });
 }
 
+void NodeAudit::AppendRetained(audit::Entry entry, Done done) {
+  audit::Entry copy = entry;
+  Append(std::move(entry), [this, copy = std::move(copy),
+                            done = std::move(done)](absl::StatusOr<audit::AppendResult> r) mutable {
+    // An entry too large, or a log that is closing, will not get better by waiting.
+    if (r.ok() || absl::IsInvalidArgument(r.status()) || absl::IsFailedPrecondition(r.status())) {
+      std::move(done)(std::move(r));
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (!stopping_ && retained_.size() < kMaxRetained) {
+        retained_.push_back(Retained{std::move(copy), std::move(done)});
+        return;
+      }
+    }
+    std::move(done)(std::move(r));
+  });
+}
+
 const audit::Verifier* NodeAudit::PeerKey(const std::string& peer) const {
   auto it = peer_keys_.find(peer);
   return it == peer_keys_.end() ? nullptr : &it->second;
@@ -159,17 +209,16 @@ void NodeAudit::Run() {
       mu_.Lock();
       continue;
     }
-    // Signs a checkpoint when one is due, and after a failure tries to write again.
+    // Signs a checkpoint when one is due and checks an idle log can still write; the log
+    // probes by itself after a failure and reports changes through HealthChanged.
     log_->Tick();
-    const absl::Status health = log_->Health();
-    writable_->Set(health.ok() ? 1 : 0);
     size_->Set(static_cast<double>(log_->size()));
-    if (!health.ok() && !reported_broken_) {
-      reported_broken_ = true;
-      log::Error("audit_log_unwritable", {{"reason", std::string(health.message())}});
-    } else if (health.ok() && reported_broken_) {
-      reported_broken_ = false;
-      log::Info("audit_log_writable", {{"entries", std::to_string(log_->size())}});
+    if (!retained_.empty() && log_->Health().ok()) {
+      std::vector<Retained> again;
+      again.swap(retained_);
+      mu_.Unlock();
+      for (Retained& r : again) AppendRetained(std::move(r.entry), std::move(r.done));
+      mu_.Lock();
     }
   }
 }

@@ -1,7 +1,8 @@
 // The node's audit log as the broker uses it (docs/audit.md): opens the log with the node's key,
 // knows the peers' audit keys, counts appends and failures in metrics, logs when the log stops or
-// resumes being writable, and runs the log's timer (checkpoints every T seconds, resuming after
-// a write failure). Sessions write through the audit::AuditSink interface it implements.
+// resumes being writable (the log probes by itself), and runs the log's timer (checkpoints every T
+// seconds, checks of an idle log). Sessions write through the audit::AuditSink interface it
+// implements.
 #pragma once
 
 #include <map>
@@ -39,6 +40,12 @@ class NodeAudit final : public audit::AuditSink {
   absl::StatusOr<audit::AppendResult> AppendAndWait(audit::Entry entry);
   // Appends and does not wait; a failure is counted and logged, nothing else.
   void AppendAsync(audit::Entry entry);
+  // For evidence that must reach the log although the exchange stops (a verified receipt of a
+  // batch the receiver has already committed): when the log cannot write, keeps `entry` in
+  // memory (up to kMaxRetained) and appends it once the log can write again; `done` runs then.
+  // `done` fails only if the node stops first or too many entries wait.
+  void AppendRetained(audit::Entry entry, Done done);
+  static constexpr size_t kMaxRetained = 1 << 14;
 
   const audit::Signer& signer() const { return *signer_; }
   audit::AuditLog* log() { return log_.get(); }
@@ -49,6 +56,8 @@ class NodeAudit final : public audit::AuditSink {
   NodeAudit(std::shared_ptr<const audit::Signer> signer, core::Metrics* metrics);
   void Run();  // the timer thread
   void Observe(const absl::Status& result);
+  // On the log's commit thread, whenever its health changes: metrics and logs at once.
+  void HealthChanged(const absl::Status& health);
   void RunDeferred();  // runs what deferred_ holds, without mu_
 
   std::shared_ptr<const audit::Signer> signer_;
@@ -57,14 +66,20 @@ class NodeAudit final : public audit::AuditSink {
   core::MetricValue* writable_;
   core::MetricValue* entries_;
   core::MetricValue* errors_;
+  core::MetricValue* outages_;
   core::MetricValue* size_;
+  bool unwritable_ = false;  // owned by the log's commit thread (HealthChanged)
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool reported_broken_ ABSL_GUARDED_BY(mu_) = false;
   // Completions the log reported on the appending thread (an immediate failure): run on the
   // timer thread instead, since callers append while holding their own locks.
   std::vector<absl::AnyInvocable<void() &&>> deferred_ ABSL_GUARDED_BY(mu_);
+  struct Retained {
+    audit::Entry entry;
+    Done done;
+  };
+  std::vector<Retained> retained_ ABSL_GUARDED_BY(mu_);  // AppendRetained while unwritable
   std::thread thread_;
 };
 

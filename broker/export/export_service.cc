@@ -80,6 +80,10 @@ class ExportStream final : public grpc::ServerBidiReactor<fed::ReceiverMessage, 
   std::unique_ptr<RecordTransform> transform_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<ExportSession> session_ ABSL_GUARDED_BY(mu_);
   fed::OwnerMessage write_msg_ ABSL_GUARDED_BY(mu_);
+  uint64_t wire_seq_ ABSL_GUARDED_BY(mu_) = 0;  // the last batch started on the wire
+  // Fail closed: the first batch_sent that failed, and until when Acks are still awaited.
+  absl::Status audit_failure_ ABSL_GUARDED_BY(mu_);
+  absl::Time drain_until_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   // With an audit log, batches wait here, in order with everything sent after them, until their
   // batch_sent entry is durable.
   struct Outgoing {
@@ -136,17 +140,18 @@ void ExportStream::OnReadDone(bool ok) {
     const bool receipts = s.ok();
     auto remaining = std::make_shared<std::atomic<size_t>>(to_log.size());
     auto failed = std::make_shared<std::atomic<bool>>(false);
+    // Retained while the log cannot write: the receiver has committed these batches, and their
+    // receipts are the owner's only proof of it (the next stream will not send them again).
     for (audit::Entry& e : to_log) {
-      service_->audit_->Append(
+      service_->audit_->AppendRetained(
           std::move(e), [self = shared_from_this(), through, receipts, remaining,
                          failed](const absl::StatusOr<audit::AppendResult>& r) {
             if (!r.ok()) failed->store(true);
             if (remaining->fetch_sub(1) != 1) return;
             absl::MutexLock lock(&self->mu_);
             if (failed->load()) {
-              self->FinishLocked(
-                  grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                               absl::StrCat("audit log cannot write: ", r.status().message())));
+              self->FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                              "audit log cannot write: receipts not logged"));
             } else if (receipts && self->session_ != nullptr) {
               self->session_->ReceiptsLogged(through);  // delivered from here on
             }
@@ -320,10 +325,18 @@ void ExportStream::Pump() {
   }
   NodeAudit* audit = service_->audit_;
   if (audit != nullptr) {
-    if (absl::Status h = audit->Health(); !h.ok()) {
-      // Fail closed: nothing goes out unrecorded.
-      log::Warn("export_audit_unwritable",
-                {{"peer", peer_}, {"topic", topic_}, {"reason", std::string(h.message())}});
+    absl::Status h = audit_failure_.ok() ? audit->Health() : audit_failure_;
+    if (!h.ok()) {
+      // Fail closed: nothing more goes out unrecorded. The Acks of batches already on the wire
+      // are still read (up to the dead-peer timeout): the receiver may have committed them, and
+      // their receipts, kept until the log can write, are the only proof of it.
+      const absl::Time now = absl::Now();
+      if (drain_until_ == absl::InfiniteFuture()) {
+        drain_until_ = now + absl::FromChrono(service_->config_.link.dead_peer_timeout);
+        log::Warn("export_audit_unwritable",
+                  {{"peer", peer_}, {"topic", topic_}, {"reason", std::string(h.message())}});
+      }
+      if (session_->acked_through() < wire_seq_ && now < drain_until_) return;
       FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(h.message())));
       return;
     }
@@ -332,6 +345,7 @@ void ExportStream::Pump() {
   if (!outbox_.empty() && outbox_.front().ready) {
     write_msg_ = std::move(outbox_.front().message);
     outbox_.pop_front();
+    if (write_msg_.has_batch()) wire_seq_ = write_msg_.batch().batch_seq();
     write_in_flight_ = true;
     StartWrite(&write_msg_);
     return;
@@ -355,9 +369,10 @@ void ExportStream::Pump() {
                   [self = shared_from_this(), id](const absl::StatusOr<audit::AppendResult>& r) {
                     absl::MutexLock lock(&self->mu_);
                     if (!r.ok()) {
-                      self->FinishLocked(grpc::Status(
-                          grpc::StatusCode::UNAVAILABLE,
-                          absl::StrCat("audit log cannot write: ", r.status().message())));
+                      // Not sent, nor anything after it; Pump ends the stream once the
+                      // batches already sent are acknowledged.
+                      if (self->audit_failure_.ok()) self->audit_failure_ = r.status();
+                      self->Schedule();
                       return;
                     }
                     for (Outgoing& o : self->outbox_) {

@@ -25,8 +25,8 @@ audit::Entry ReceivedEntry(const WrittenBatches& written, const WrittenBatch& ba
   return e;
 }
 
-absl::Status LogImportAudit::RecordWritten(const WrittenBatches& written,
-                                           std::vector<fed::BatchReceipt>* receipts) {
+absl::Status LogImportAudit::RecordReceived(const WrittenBatches& written,
+                                            std::vector<fed::BatchReceipt>* receipts) {
   if (absl::Status h = log_->Health(); !h.ok()) {
     return absl::UnavailableError(h.message());
   }

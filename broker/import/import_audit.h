@@ -1,6 +1,6 @@
 // The receiver's record stage over the audit log: one batch_received entry per batch of a
-// committed transaction, durable before anything is acknowledged, and a receipt per batch
-// signed with the node's audit key for the Ack (docs/audit.md sections 3 and 6).
+// transaction, durable before the transaction commits, and a receipt per batch signed with the
+// node's audit key for the Ack sent after the commit (docs/audit.md sections 3 and 6).
 #pragma once
 
 #include <string>
@@ -19,9 +19,9 @@ class LogImportAudit final : public AuditSink {
   LogImportAudit(audit::AuditSink* log, const audit::Signer* signer) : log_(log), signer_(signer) {}
 
   // Blocks until every entry is durable (one group commit for all of them). Any failure is
-  // UNAVAILABLE naming why: nothing of this transaction may be acknowledged.
-  absl::Status RecordWritten(const WrittenBatches& written,
-                             std::vector<uop::federation::v1::BatchReceipt>* receipts) override;
+  // UNAVAILABLE naming why: the transaction must not commit.
+  absl::Status RecordReceived(const WrittenBatches& written,
+                              std::vector<uop::federation::v1::BatchReceipt>* receipts) override;
 
  private:
   audit::AuditSink* log_;

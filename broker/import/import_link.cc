@@ -11,6 +11,7 @@
 #include "broker/export/export_service.h"
 #include "broker/grpc_status.h"
 #include "broker/import/recovery.h"
+#include "core/check.h"
 #include "core/log.h"
 #include "core/status_macros.h"
 #include "kafka/status.h"
@@ -70,6 +71,9 @@ class ReplicateCall final
   // Queues `message` unless the call is ending; false if it is.
   bool Enqueue(fed::ReceiverMessage message) ABSL_LOCKS_EXCLUDED(mu_);
   void MarkEnding() ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes nothing new, writes what is queued (Acks of transactions that committed: the owner
+  // needs their receipts), then cancels the call. Kick() to start.
+  void MarkEndingAfterWrites() ABSL_LOCKS_EXCLUDED(mu_);
   // Nothing queued and no write in flight.
   bool Idle() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -82,6 +86,7 @@ class ReplicateCall final
   std::deque<fed::ReceiverMessage> outbox_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = true;  // the Subscribe is in flight from Begin()
   bool ending_ ABSL_GUARDED_BY(mu_) = false;
+  bool flush_then_end_ ABSL_GUARDED_BY(mu_) = false;
   bool held_ ABSL_GUARDED_BY(mu_) = true;
 
   ImportStream* const stream_;
@@ -93,7 +98,7 @@ class ReplicateCall final
 
 bool ReplicateCall::Enqueue(fed::ReceiverMessage message) {
   absl::MutexLock lock(&mu_);
-  if (ending_) return false;
+  if (ending_ || flush_then_end_) return false;
   outbox_.push_back(std::move(message));
   return true;
 }
@@ -101,6 +106,12 @@ bool ReplicateCall::Enqueue(fed::ReceiverMessage message) {
 void ReplicateCall::MarkEnding() {
   absl::MutexLock lock(&mu_);
   ending_ = true;
+  flush_then_end_ = false;  // over already: nothing more can be written
+}
+
+void ReplicateCall::MarkEndingAfterWrites() {
+  absl::MutexLock lock(&mu_);
+  if (!ending_) flush_then_end_ = true;
 }
 
 bool ReplicateCall::Idle() {
@@ -109,10 +120,15 @@ bool ReplicateCall::Idle() {
 }
 
 void ReplicateCall::Kick() {
-  bool write = false, release = false;
+  bool write = false, release = false, cancel = false;
   {
     absl::MutexLock lock(&mu_);
-    if (!writing_ && !ending_ && !outbox_.empty()) {
+    if (flush_then_end_ && !writing_ && outbox_.empty()) {
+      flush_then_end_ = false;
+      ending_ = true;
+      cancel = true;
+    }
+    if (!writing_ && (!ending_ || flush_then_end_) && !outbox_.empty()) {
       write_ = std::move(outbox_.front());
       outbox_.pop_front();
       writing_ = true;
@@ -122,6 +138,7 @@ void ReplicateCall::Kick() {
       release = true;
     }
   }
+  if (cancel) Cancel();
   if (write) StartWrite(&write_);
   if (release) RemoveHold();
 }
@@ -150,7 +167,10 @@ void ReplicateCall::OnWriteDone(bool ok) {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     // A failed write means the call is over; OnDone brings its status.
-    if (!ok) ending_ = true;
+    if (!ok) {
+      ending_ = true;
+      flush_then_end_ = false;
+    }
   }
   if (!ok) Cancel();
   Kick();
@@ -401,11 +421,16 @@ void ImportStream::ApplyLocked(fed::OwnerMessage&& message, Drained* out) {
   }
 }
 
-void ImportStream::FailLocked(const absl::Status& cause) {
+void ImportStream::FailLocked(const absl::Status& cause, bool flush_acks) {
   if (failure_.ok()) failure_ = cause;
   if (state_ == State::kSubscribing || state_ == State::kStreaming) state_ = State::kEnding;
   streaming_.store(false);
-  if (call_ != nullptr) call_->MarkEnding();
+  if (call_ == nullptr) return;
+  if (flush_acks) {
+    call_->MarkEndingAfterWrites();
+  } else {
+    call_->MarkEnding();
+  }
 }
 
 void ImportStream::OnCallDone(const grpc::Status& status) {
@@ -539,76 +564,78 @@ absl::Status ImportStream::Stage(TransactionalSink* sink, Positions* positions) 
   return staged;
 }
 
-void ImportStream::Committed(AuditSink* audit) {
-  std::shared_ptr<ReplicateCall> kick, cancel;
+absl::Status ImportStream::Record(AuditSink* audit) {
+  absl::MutexLock lock(&mu_);
+  // session_ is replaced only under the writer's mutex, which the caller holds.
+  if (session_ == nullptr || !session_->has_staged()) return absl::OkStatus();
+  absl::Status s = session_->Record(audit);
+  if (!s.ok()) {
+    // Produced but not recorded: the transaction is aborted, nothing is acknowledged, and the
+    // next attempt waits until the audit log can write.
+    log::Error("import_audit_failed", {{"peer", link_.peer->name},
+                                       {"topic", offer_.topic()},
+                                       {"reason", std::string(s.message())}});
+  }
+  return s;
+}
+
+void ImportStream::Committed() {
+  std::shared_ptr<ReplicateCall> kick;
   Drained drained;
   {
     absl::MutexLock lock(&mu_);
     if (session_ == nullptr || !session_->has_staged()) return;
-    absl::StatusOr<std::vector<fed::ReceiverMessage>> replies =
-        session_->Committed(audit, &refused_);
-    if (!replies.ok()) {
-      // Written but not recorded: nothing is acknowledged; the next attempt finds the records
-      // in our Kafka and the audit log must be writable before anything else is acknowledged.
-      log::Error("import_audit_failed", {{"peer", link_.peer->name},
-                                         {"topic", offer_.topic()},
-                                         {"reason", std::string(replies.status().message())}});
-      FailLocked(replies.status());
-      cancel = call_;
-    } else {
-      progressed_ = true;
-      for (const RefusedRecord& r : session_->last_deadletters()) {
-        log::Warn("import_deadletter", {{"peer", link_.peer->name},
-                                        {"topic", offer_.topic()},
-                                        {"partition", std::to_string(r.partition)},
-                                        {"offset", std::to_string(r.offset)},
-                                        {"reason", r.reason}});
-      }
-      const ImportSession::Stats& now = session_->stats();
-      records_written_->Add(static_cast<double>(now.written - reported_.written));
-      deadlettered_->Add(static_cast<double>(now.deadletters - reported_.deadletters));
-      for (const RefusedRecord& r : session_->last_deadletters()) {
-        if (absl::StartsWith(r.reason, "refused by accept rule: ")) {
-          const std::string_view rest = std::string_view(r.reason).substr(24);
-          link_.metrics
-              ->Counter("uop_import_refused_records_total",
-                        "Records our accept rules refused (to the dead-letter topic), by reason",
-                        {{"peer", link_.peer->name},
-                         {"topic", offer_.topic()},
-                         {"reason", std::string(rest.substr(0, rest.find(':')))}})
-              ->Add(1);
-        }
-      }
-      duplicates_dropped_->Add(static_cast<double>(now.duplicates - reported_.duplicates));
-      batches_written_->Add(static_cast<double>(now.batches - reported_.batches));
-      transactions_->Add(static_cast<double>(now.transactions - reported_.transactions));
-      reported_ = now;
-      PublishLocked();
-      for (fed::ReceiverMessage& reply : *replies) SendLocked(std::move(reply));
-      kick = call_;
+    absl::StatusOr<std::vector<fed::ReceiverMessage>> replies = session_->Committed(&refused_);
+    UOP_CHECK(replies.ok(), "Committed() of a recorded transaction cannot fail");
+    progressed_ = true;
+    for (const RefusedRecord& r : session_->last_deadletters()) {
+      log::Warn("import_deadletter", {{"peer", link_.peer->name},
+                                      {"topic", offer_.topic()},
+                                      {"partition", std::to_string(r.partition)},
+                                      {"offset", std::to_string(r.offset)},
+                                      {"reason", r.reason}});
     }
+    const ImportSession::Stats& now = session_->stats();
+    records_written_->Add(static_cast<double>(now.written - reported_.written));
+    deadlettered_->Add(static_cast<double>(now.deadletters - reported_.deadletters));
+    for (const RefusedRecord& r : session_->last_deadletters()) {
+      if (absl::StartsWith(r.reason, "refused by accept rule: ")) {
+        const std::string_view rest = std::string_view(r.reason).substr(24);
+        link_.metrics
+            ->Counter("uop_import_refused_records_total",
+                      "Records our accept rules refused (to the dead-letter topic), by reason",
+                      {{"peer", link_.peer->name},
+                       {"topic", offer_.topic()},
+                       {"reason", std::string(rest.substr(0, rest.find(':')))}})
+            ->Add(1);
+      }
+    }
+    duplicates_dropped_->Add(static_cast<double>(now.duplicates - reported_.duplicates));
+    batches_written_->Add(static_cast<double>(now.batches - reported_.batches));
+    transactions_->Add(static_cast<double>(now.transactions - reported_.transactions));
+    reported_ = now;
+    PublishLocked();
+    for (fed::ReceiverMessage& reply : *replies) SendLocked(std::move(reply));
+    kick = call_;
     drained = DrainInboxLocked();
   }
   AfterDrain(drained);
-  if (cancel != nullptr) cancel->Cancel();
-  if (cancel != nullptr) cancel->Kick();
   if (kick != nullptr) kick->Kick();
 }
 
 void ImportStream::StageFailed(const absl::Status& cause, const std::vector<RefusedRecord>& late) {
-  std::shared_ptr<ReplicateCall> cancel;
+  std::shared_ptr<ReplicateCall> call;
   {
     absl::MutexLock lock(&mu_);
     if (session_ == nullptr) return;
     session_->StageFailed(late, &refused_);
-    // Whether an uncertain commit landed is read back from Kafka by the next attempt.
-    FailLocked(cause);
-    cancel = call_;
+    // Whether an uncertain commit landed is read back from Kafka by the next attempt. Acks still
+    // queued are of earlier transactions, committed and logged: they go out before the call is
+    // cancelled, or the owner would never log their receipts.
+    FailLocked(cause, /*flush_acks=*/true);
+    call = call_;
   }
-  if (cancel != nullptr) {
-    cancel->Cancel();
-    cancel->Kick();
-  }
+  if (call != nullptr) call->Kick();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -768,13 +795,25 @@ void LinkWriter::WriteRound() {
       return;
     }
   }
+  // In the audit log before the commit (docs/audit.md section 6): killed after the commit, the
+  // log still holds every batch that Kafka does.
+  for (ImportStream* stream : staged) {
+    if (absl::Status s = stream->Record(audit_); !s.ok()) {
+      absl::Status abort = sink_->Abort();
+      failed(abort.ok() ? s
+                        : absl::Status(s.code(), absl::StrCat(s.message(),
+                                                              " (abort: ", abort.message(), ")")),
+             staged, {});
+      return;
+    }
+  }
   std::vector<RefusedRecord> late;
   if (absl::Status s = sink_->Commit(positions, &late); !s.ok()) {
     failed(s, staged, late);
     return;
   }
   transactions_->Add(1);
-  for (ImportStream* stream : staged) stream->Committed(audit_);
+  for (ImportStream* stream : staged) stream->Committed();
   // Batches that arrived during the commit go into the next transaction at once.
   for (ImportStream* stream : staged) {
     if (stream->HasQueued()) {

@@ -94,7 +94,8 @@ class ImportStream {
   // For the LinkWriter, which serialises these (one transaction at a time).
   bool HasQueued();
   absl::Status Stage(TransactionalSink* sink, Positions* positions);
-  void Committed(AuditSink* audit);
+  absl::Status Record(AuditSink* audit);
+  void Committed();
   void StageFailed(const absl::Status& cause, const std::vector<RefusedRecord>& late);
 
  private:
@@ -121,7 +122,9 @@ class ImportStream {
   // The attempt is over: logs why and schedules the next one (unless stopping).
   void FinishAttemptLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current attempt with `cause` (first cause wins). Requires mu_.
-  void FailLocked(const absl::Status& cause) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the attempt; `flush_acks`: after writing what is queued (see StageFailed).
+  void FailLocked(const absl::Status& cause, bool flush_acks = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendLocked(uop::federation::v1::ReceiverMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

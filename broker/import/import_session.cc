@@ -158,12 +158,16 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::WriteQueued(
     StageFailed({}, refused);
     return AbortAfter(sink, s);
   }
+  if (absl::Status s = Record(audit); !s.ok()) {
+    StageFailed({}, refused);
+    return AbortAfter(sink, s);
+  }
   std::vector<RefusedRecord> late;
   if (absl::Status s = sink->Commit(positions, &late); !s.ok()) {
     StageFailed(late, refused);  // dead-lettered on the next attempt
     return s;
   }
-  return Committed(audit, refused);
+  return Committed(refused);
 }
 
 absl::Status ImportSession::Stage(TransactionalSink* sink, const RefusedRecords& refused,
@@ -277,12 +281,10 @@ void ImportSession::StageFailed(const std::vector<RefusedRecord>& late, RefusedR
   }
 }
 
-absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
-    AuditSink* audit, RefusedRecords* refused) {
-  UOP_CHECK(staged_.has_value(), "Committed() without a staged transaction");
-  Staged st = *std::move(staged_);
-  staged_.reset();
-  // Committed in Kafka. Audited before anything is acknowledged (fail closed).
+absl::Status ImportSession::Record(AuditSink* audit) {
+  UOP_CHECK(staged_.has_value(), "Record() without a staged transaction");
+  Staged& st = *staged_;
+  // Durable before the commit: a crash after the commit must not find it missing (fail closed).
   WrittenBatches written{peer_,
                          origin_topic_,
                          queue_.front().batch_seq(),
@@ -291,9 +293,21 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
                          {},
                          {}};
   for (auto& [p, range] : st.ranges) written.ranges.push_back(range);
-  written.batches = std::move(st.batch_info);
+  written.batches = st.batch_info;
   std::vector<fed::BatchReceipt> receipts;
-  RETURN_IF_ERROR(audit->RecordWritten(written, &receipts));
+  RETURN_IF_ERROR(audit->RecordReceived(written, &receipts));
+  st.receipts = std::move(receipts);
+  st.recorded = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
+    RefusedRecords* refused) {
+  UOP_CHECK(staged_.has_value() && staged_->recorded,
+            "Committed() without a staged and recorded transaction");
+  Staged st = *std::move(staged_);
+  staged_.reset();
+  std::vector<fed::BatchReceipt> receipts = std::move(st.receipts);
 
   for (const auto& [p, cp] : st.next) refused->Forget(p, cp.last_offset());
   checkpoints_ = std::move(st.next);

@@ -95,20 +95,23 @@ struct WrittenBatches {
   std::vector<WrittenBatch> batches;  // first_seq..last_seq, in order
 };
 
-// The record stage. An error stops the exchange: nothing is acknowledged unaudited. On success
-// `receipts` may hold a receipt per batch for the Ack (or none).
+// The record stage, between producing a transaction and committing it: what is committed in
+// our Kafka is in the audit log first, so that a crash between the two cannot leave committed
+// batches unlogged (docs/audit.md section 6). An error stops the exchange: the transaction is
+// aborted and nothing is acknowledged. On success `receipts` may hold a receipt per batch, sent
+// in the Ack only once the transaction committed.
 class AuditSink {
  public:
   virtual ~AuditSink() = default;
-  virtual absl::Status RecordWritten(const WrittenBatches& written,
-                                     std::vector<uop::federation::v1::BatchReceipt>* receipts) = 0;
+  virtual absl::Status RecordReceived(const WrittenBatches& written,
+                                      std::vector<uop::federation::v1::BatchReceipt>* receipts) = 0;
 };
 
 // A node without an audit log: records nothing, never fails.
 class NoAuditSink final : public AuditSink {
  public:
-  absl::Status RecordWritten(const WrittenBatches&,
-                             std::vector<uop::federation::v1::BatchReceipt>*) override {
+  absl::Status RecordReceived(const WrittenBatches&,
+                              std::vector<uop::federation::v1::BatchReceipt>*) override {
     return absl::OkStatus();
   }
 };
@@ -162,11 +165,11 @@ class ImportSession {
 
   bool has_queued() const { return !queue_.empty(); }
 
-  // Writes every queued batch in one transaction through `sink`, records it in `audit`, and
-  // returns the Ack and Credit to send. Refused records are dead-lettered (remembered in
-  // `refused` across failures). On error nothing is acknowledged and the stream must restart
-  // from recovery: whether an uncertain commit landed is read back from Kafka.
-  // = sink->Begin(), Stage(), sink->Commit(), then Committed() or StageFailed().
+  // Writes every queued batch in one transaction through `sink`, records it in `audit` before
+  // the commit, and returns the Ack and Credit to send. Refused records are dead-lettered
+  // (remembered in `refused` across failures). On error nothing is acknowledged and the stream
+  // must restart from recovery: whether an uncertain commit landed is read back from Kafka.
+  // = sink->Begin(), Stage(), Record(), sink->Commit(), then Committed() or StageFailed().
   absl::StatusOr<std::vector<uop::federation::v1::ReceiverMessage>> WriteQueued(
       TransactionalSink* sink, AuditSink* audit, RefusedRecords* refused);
 
@@ -176,10 +179,13 @@ class ImportSession {
   // abort the transaction. Call with nothing staged; has_staged() tells whether it staged any.
   absl::Status Stage(TransactionalSink* sink, const RefusedRecords& refused, Positions* positions);
   bool has_staged() const { return staged_.has_value(); }
-  // The transaction holding the staged batches committed: records them in `audit` (fail closed:
-  // an error acknowledges nothing and the stream must restart) and returns the Ack and Credit.
+  // Records the staged batches in `audit` (durable when it returns OK) and keeps their receipts
+  // for the Ack. An error means: abort the transaction (fail closed).
+  absl::Status Record(AuditSink* audit);
+  // The transaction holding the staged (and recorded) batches committed: returns the Ack, with
+  // the receipts, and the Credit.
   absl::StatusOr<std::vector<uop::federation::v1::ReceiverMessage>> Committed(
-      AuditSink* audit, RefusedRecords* refused);
+      RefusedRecords* refused);
   // The transaction failed: nothing staged is acknowledged; `late` (refusals Kafka reported only
   // at commit) of this stream's topics are remembered for the next attempt.
   void StageFailed(const std::vector<RefusedRecord>& late, RefusedRecords* refused);
@@ -217,6 +223,8 @@ class ImportSession {
     std::vector<WrittenBatch> batch_info;
     Stats delta;
     int64_t newest_ts = 0;
+    bool recorded = false;  // in the audit log: Record() succeeded
+    std::vector<uop::federation::v1::BatchReceipt> receipts;
   };
 
   const Options options_;

@@ -67,6 +67,7 @@ class AuditLogTest : public ::testing::Test {
       }
       absl::Status Sync() override { return absl::OkStatus(); }
       absl::Status Close() override { return absl::OkStatus(); }
+      absl::Status CheckLinked() override { return absl::OkStatus(); }
       std::string s;
     } out;
     SegmentWriter w(&out, 0);
@@ -193,7 +194,10 @@ TEST_F(AuditLogTest, CheckpointsAfterTheIntervalAndOnRequest) {
 }
 
 TEST_F(AuditLogTest, WriteFailureFailsClosedAndResumesByItself) {
-  auto log = Open();
+  std::vector<absl::Status> changes;
+  AuditLogOptions o = Options();
+  o.on_health_change = [&changes](const absl::Status& s) { changes.push_back(s); };
+  auto log = Open(o);
   ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1)).ok());
   fs_.set_fail_writes(true);
   absl::StatusOr<AppendResult> r =
@@ -204,28 +208,61 @@ TEST_F(AuditLogTest, WriteFailureFailsClosedAndResumesByItself) {
             "audit log cannot write, exchange must stop: write /audit/audit-000001.log: No space "
             "left on device");
   EXPECT_EQ(log->Health(), r.status());
-  // Still failing: the retry on the next append fails at the truncate, and says so.
-  r = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
-  EXPECT_FALSE(r.ok());
-  EXPECT_FALSE(log->Health().ok());
 
+  // Until the first probe (100 ms later) appends fail at once, without touching the disk.
   fs_.set_fail_writes(false);
-  fs_.set_fail_syncs(true);
+  const int syncs = fs_.syncs();
   r = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
+  EXPECT_EQ(r.status(), log->Health());
+  EXPECT_EQ(fs_.syncs(), syncs);
+
+  clock_.Advance(absl::Milliseconds(100));
+  r = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The failed append left nothing behind; the probe wrote a checkpoint (entry 1).
+  EXPECT_EQ(r->index, 2u);
+  EXPECT_TRUE(log->Health().ok());
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(changes[1].ok());
+  log.reset();
+  LoadedLog loaded = Load();
+  ASSERT_EQ(loaded.entries.size(), 4u);  // 0, the probe's checkpoint, 2, the closing checkpoint
+  EXPECT_EQ(loaded.entries[1].entry.type, EntryType::kCheckpoint);
+  EXPECT_TRUE(Check(loaded).ok());
+}
+
+TEST_F(AuditLogTest, FailedProbesBackOffUpToTheMaximum) {
+  AuditLogOptions o = Options();
+  o.retry_initial = absl::Milliseconds(100);
+  o.retry_max = absl::Milliseconds(250);
+  auto log = Open(o);
+  ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1)).ok());
+  fs_.set_fail_syncs(true);
+  absl::StatusOr<AppendResult> r =
+      log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
   EXPECT_EQ(r.status().message(),
             "audit log cannot write, exchange must stop: fdatasync /audit/audit-000001.log: "
             "Input/output error");
-  EXPECT_EQ(log->Health(), r.status());
-
+  // Probes at +100 ms, then +200 ms, then every 250 ms: each one fsyncs once (and fails).
+  auto probes_after = [&](absl::Duration d) {
+    const int before = fs_.syncs_attempted();
+    clock_.Advance(d);
+    EXPECT_FALSE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1)).ok());
+    return fs_.syncs_attempted() - before;
+  };
+  EXPECT_EQ(probes_after(absl::Milliseconds(99)), 0);
+  EXPECT_EQ(probes_after(absl::Milliseconds(1)), 1);
+  EXPECT_EQ(probes_after(absl::Milliseconds(199)), 0);
+  EXPECT_EQ(probes_after(absl::Milliseconds(1)), 1);
+  EXPECT_EQ(probes_after(absl::Milliseconds(249)), 0);
+  EXPECT_EQ(probes_after(absl::Milliseconds(1)), 1);
+  EXPECT_EQ(probes_after(absl::Milliseconds(250)), 1);
   fs_.set_fail_syncs(false);
+  clock_.Advance(absl::Milliseconds(250));
   r = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->index, 1u);  // the failed appends left nothing behind
-  EXPECT_TRUE(log->Health().ok());
-  log.reset();
-  LoadedLog loaded = Load();
-  ASSERT_EQ(loaded.entries.size(), 3u);  // 0, 1 and the closing checkpoint
-  EXPECT_TRUE(Check(loaded).ok());
+  EXPECT_EQ(r->index, 2u);
 }
 
 TEST_F(AuditLogTest, TickResumesWithoutAnAppend) {
@@ -233,10 +270,71 @@ TEST_F(AuditLogTest, TickResumesWithoutAnAppend) {
   fs_.set_fail_syncs(true);
   EXPECT_FALSE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1)).ok());
   fs_.set_fail_syncs(false);
+  clock_.Advance(absl::Milliseconds(100));
   log->Tick();
-  // CheckpointNow is queued behind the tick, so the resume has happened when it returns.
+  // CheckpointNow is served after the probe (due now), so the log has resumed when it returns.
   EXPECT_EQ(log->CheckpointNow().status().message(), "the audit log is empty");
   EXPECT_TRUE(log->Health().ok());
+}
+
+TEST_F(AuditLogTest, UnwritableDirectoryFailsTheNextGroupCommitNotOnlyARotation) {
+  auto log = Open();
+  ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1)).ok());
+  fs_.set_fail_creates(true);  // chmod a-w on the directory: appends to the open file still work
+  absl::StatusOr<AppendResult> r =
+      log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "audit log cannot write, exchange must stop: cannot create files in /audit: "
+            "Permission denied");
+  EXPECT_EQ(log->Health().code(), absl::StatusCode::kPermissionDenied);
+  fs_.set_fail_creates(false);
+  clock_.Advance(absl::Milliseconds(100));
+  r = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->index, 2u);  // the entry written before the check was cut off again
+  log.reset();
+  EXPECT_TRUE(Check(Load()).ok());
+}
+
+TEST_F(AuditLogTest, AnIdleLogNoticesAtTheNextTick) {
+  auto log = Open();
+  ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1)).ok());
+  fs_.set_fail_creates(true);
+  log->Tick();
+  EXPECT_EQ(log->CheckpointNow().status().message(),
+            "audit log cannot write, exchange must stop: cannot create files in /audit: "
+            "Permission denied");
+  EXPECT_EQ(log->Health().code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(AuditLogTest, DeletedSegmentFailsClosedUntilItIsRestored) {
+  auto log = Open();
+  const std::string segment = absl::StrCat(kDir, "/", SegmentFileName(1));
+  ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 0, 1)).ok());
+  const std::string saved = fs_.Get(segment);
+  fs_.Remove(segment);  // rm: appends to the open file succeed, and are lost
+  absl::StatusOr<AppendResult> r =
+      log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(r.status().message(),
+            "audit log cannot write, exchange must stop: /audit/audit-000001.log was deleted: "
+            "what the log appends to it would be lost");
+  // Starting the segment afresh would leave a hole in the log: it stays closed.
+  clock_.Advance(absl::Milliseconds(100));
+  r = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
+  EXPECT_EQ(r.status().message(),
+            absl::StrCat("audit log cannot write, exchange must stop: /audit/audit-000001.log is "
+                         "gone (",
+                         saved.size(), " bytes were durable): restore the audit directory"));
+  fs_.Set(segment, saved);
+  clock_.Advance(absl::Milliseconds(200));
+  r = log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 1, 1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->index, 2u);
+  log.reset();
+  EXPECT_TRUE(Check(Load()).ok());
 }
 
 TEST_F(AuditLogTest, UnwritableDirectoryAtRotationFailsClosedAndResumes) {
@@ -246,7 +344,7 @@ TEST_F(AuditLogTest, UnwritableDirectoryAtRotationFailsClosedAndResumes) {
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", i, 1)).ok());
   }
-  fs_.set_fail_creates(true);  // chmod a-w on the directory: no new segment can be created
+  fs_.set_fail_creates(true);
   absl::StatusOr<AppendResult> r =
       log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 5, 1));
   ASSERT_FALSE(r.ok());
@@ -255,6 +353,7 @@ TEST_F(AuditLogTest, UnwritableDirectoryAtRotationFailsClosedAndResumes) {
             "Permission denied");
   EXPECT_EQ(log->Health().code(), absl::StatusCode::kPermissionDenied);
   fs_.set_fail_creates(false);
+  clock_.Advance(absl::Milliseconds(100));
   ASSERT_TRUE(log->AppendAndWait(BatchEntry(EntryType::kBatchSent, "tallinn", 5, 1)).ok());
   log.reset();
   LoadedLog loaded = Load();

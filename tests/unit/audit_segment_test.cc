@@ -29,6 +29,7 @@ class StringFile final : public WritableFile {
   }
   absl::Status Sync() override { return absl::OkStatus(); }
   absl::Status Close() override { return absl::OkStatus(); }
+  absl::Status CheckLinked() override { return absl::OkStatus(); }
   std::string contents;
 };
 

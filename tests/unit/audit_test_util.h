@@ -69,6 +69,20 @@ class MemFileSystem final : public FileSystem {
     absl::MutexLock lock(&mu_);
     return files_.count(path) > 0;
   }
+  absl::StatusOr<uint64_t> FileSize(const std::string& path) override {
+    absl::MutexLock lock(&mu_);
+    auto it = files_.find(path);
+    if (it == files_.end()) return absl::NotFoundError(absl::StrCat("stat ", path));
+    return it->second.data.size();
+  }
+  absl::Status CheckWritableDir(const std::string& dir) override {
+    absl::MutexLock lock(&mu_);
+    if (fail_creates_) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create files in ", dir, ": Permission denied"));
+    }
+    return absl::OkStatus();
+  }
 
   // Disk failures, as the kernel reports them.
   void set_fail_writes(bool v) {
@@ -91,6 +105,10 @@ class MemFileSystem final : public FileSystem {
   int syncs() {
     absl::MutexLock lock(&mu_);
     return syncs_;
+  }
+  int syncs_attempted() {  // including failed ones
+    absl::MutexLock lock(&mu_);
+    return syncs_attempted_;
   }
   // kill -9: whatever was not synced is gone.
   void Crash() {
@@ -120,7 +138,10 @@ class MemFileSystem final : public FileSystem {
         return absl::ResourceExhaustedError(
             absl::StrCat("write ", path_, ": No space left on device"));
       }
-      fs_->files_[path_].data.append(data.data(), data.size());
+      // Like an unlinked inode: a removed file takes appends that nobody will read.
+      if (auto it = fs_->files_.find(path_); it != fs_->files_.end()) {
+        it->second.data.append(data.data(), data.size());
+      }
       return absl::OkStatus();
     }
     absl::Status Sync() override {
@@ -131,15 +152,25 @@ class MemFileSystem final : public FileSystem {
       }
       if (hook) hook();
       absl::MutexLock lock(&fs_->mu_);
+      ++fs_->syncs_attempted_;
       if (fs_->fail_syncs_) {
         return absl::UnavailableError(absl::StrCat("fdatasync ", path_, ": Input/output error"));
       }
       ++fs_->syncs_;
-      File& f = fs_->files_[path_];
-      f.synced = f.data.size();
+      if (auto it = fs_->files_.find(path_); it != fs_->files_.end()) {
+        it->second.synced = it->second.data.size();
+      }
       return absl::OkStatus();
     }
     absl::Status Close() override { return absl::OkStatus(); }
+    absl::Status CheckLinked() override {
+      absl::MutexLock lock(&fs_->mu_);
+      if (fs_->files_.count(path_) == 0) {
+        return absl::DataLossError(
+            absl::StrCat(path_, " was deleted: what the log appends to it would be lost"));
+      }
+      return absl::OkStatus();
+    }
 
    private:
     MemFileSystem* fs_;
@@ -152,6 +183,7 @@ class MemFileSystem final : public FileSystem {
   bool fail_syncs_ ABSL_GUARDED_BY(mu_) = false;
   bool fail_creates_ ABSL_GUARDED_BY(mu_) = false;
   int syncs_ ABSL_GUARDED_BY(mu_) = 0;
+  int syncs_attempted_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void()> before_sync_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -73,13 +73,16 @@ class FakeSink final : public TransactionalSink {
 
 class FakeAudit final : public AuditSink {
  public:
-  absl::Status RecordWritten(const WrittenBatches& w, std::vector<fed::BatchReceipt>*) override {
+  absl::Status RecordReceived(const WrittenBatches& w, std::vector<fed::BatchReceipt>*) override {
     if (!error.ok()) return error;
+    if (sink != nullptr) committed_before = sink->committed.size();
     written.push_back(w);
     return absl::OkStatus();
   }
   absl::Status error = absl::OkStatus();
   std::vector<WrittenBatches> written;
+  const FakeSink* sink = nullptr;
+  size_t committed_before = 0;  // records the sink had committed when the last batches recorded
 };
 
 fed::OwnerMessage Batch(uint64_t seq, int32_t partition, std::vector<int64_t> offsets,
@@ -246,7 +249,9 @@ TEST_F(ImportSessionTest, FailedCommitAcksNothingAndDeadLettersLateRefusalsNextT
   EXPECT_EQ(replies.status(), absl::UnavailableError("commit transaction: broker down"));
   EXPECT_TRUE(sink_.committed.empty());
   EXPECT_EQ(s->checkpoints().at(0).last_offset(), -1) << "position moves only after a commit";
-  EXPECT_TRUE(audit_.written.empty());
+  // Recorded before the commit: the log may hold a batch_received whose transaction failed,
+  // never miss one whose transaction committed. The re-sent batch is recorded again.
+  EXPECT_EQ(audit_.written.size(), 1u);
 
   // The stream restarts from recovery; the owner sends the same records again.
   auto again = Make({{0, {}}});
@@ -335,6 +340,19 @@ TEST_F(ImportSessionTest, AuditFailureAcknowledgesNothing) {
   auto replies = s->WriteQueued(&sink_, &audit_, &refused_);
   EXPECT_EQ(replies.status(), absl::UnavailableError("audit log: disk full"));
   EXPECT_EQ(s->checkpoints().at(0).last_offset(), -1);
+  // Not logged, so not committed: the transaction was aborted.
+  EXPECT_TRUE(sink_.committed.empty());
+  EXPECT_EQ(sink_.aborted, 1);
+}
+
+TEST_F(ImportSessionTest, BatchesAreRecordedBeforeTheirTransactionCommits) {
+  auto s = Make({{0, {}}});
+  audit_.sink = &sink_;
+  ASSERT_TRUE(s->OnOwnerMessage(Batch(1, 0, {0, 1})).ok());
+  ASSERT_TRUE(s->WriteQueued(&sink_, &audit_, &refused_).ok());
+  ASSERT_EQ(audit_.written.size(), 1u);
+  EXPECT_EQ(audit_.committed_before, 0u);
+  EXPECT_EQ(sink_.committed.size(), 2u);
 }
 
 TEST_F(ImportSessionTest, LagCountsOwnerEndAndReachesZeroPastSkippedOffsets) {
