@@ -1,5 +1,6 @@
 // `uopctl policy ...`: lint, explain, diff and test governance policies offline (no node, no
-// Kafka), and `preview` (reads a live topic). `reload` and `status` need a running node: node_cmd.h.
+// Kafka), and `preview` (reads a live topic). `reload` and `status` need a running node:
+// node_cmd.h.
 #pragma once
 
 namespace uop::tools {
