@@ -778,6 +778,17 @@ void LinkWriter::WriteRound() {
                       // starts clean.
                       if (kafka::IsFatal(s) || !kafka::RequiresAbort(s)) sink_.reset();
                     };
+  // The open transaction is aborted; the abort's own failure joins the cause.
+  auto abort_and_fail =
+      [&](const absl::Status& s, const std::vector<ImportStream*>& staged)
+          ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+            absl::Status abort = sink_->Abort();
+            failed(abort.ok()
+                       ? s
+                       : absl::Status(s.code(),
+                                      absl::StrCat(s.message(), " (abort: ", abort.message(), ")")),
+                   staged, {});
+          };
   if (absl::Status s = sink_->Begin(); !s.ok()) {
     failed(s, ready, {});
     return;
@@ -787,11 +798,7 @@ void LinkWriter::WriteRound() {
   for (ImportStream* stream : ready) {
     staged.push_back(stream);
     if (absl::Status s = stream->Stage(sink_.get(), &positions); !s.ok()) {
-      absl::Status abort = sink_->Abort();
-      failed(abort.ok() ? s
-                        : absl::Status(s.code(), absl::StrCat(s.message(),
-                                                              " (abort: ", abort.message(), ")")),
-             staged, {});
+      abort_and_fail(s, staged);
       return;
     }
   }
@@ -799,11 +806,7 @@ void LinkWriter::WriteRound() {
   // log still holds every batch that Kafka does.
   for (ImportStream* stream : staged) {
     if (absl::Status s = stream->Record(audit_); !s.ok()) {
-      absl::Status abort = sink_->Abort();
-      failed(abort.ok() ? s
-                        : absl::Status(s.code(), absl::StrCat(s.message(),
-                                                              " (abort: ", abort.message(), ")")),
-             staged, {});
+      abort_and_fail(s, staged);
       return;
     }
   }
