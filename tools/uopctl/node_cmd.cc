@@ -7,11 +7,13 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "broker/config.h"
 
 namespace uop::tools {
@@ -92,21 +94,73 @@ std::string Field(simdjson::ondemand::object obj, std::string_view key) {
   return Str(v);
 }
 
+// One admin answer parsed as a JSON object; `obj` is valid while this lives.
+struct JsonAnswer {
+  simdjson::ondemand::parser parser;
+  simdjson::padded_string json;
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object obj;
+  bool Parse(const std::string& body) {
+    json = simdjson::padded_string(body);
+    return parser.iterate(json).get(doc) == simdjson::SUCCESS &&
+           doc.get_object().get(obj) == simdjson::SUCCESS;
+  }
+};
+
+void PrintWarnings(simdjson::ondemand::object obj) {
+  simdjson::ondemand::array warnings;
+  if (obj.find_field_unordered("warnings").get_array().get(warnings) != simdjson::SUCCESS) return;
+  for (auto w : warnings) {
+    simdjson::ondemand::value v;
+    if (w.get(v) == simdjson::SUCCESS) std::printf("warning: %s\n", Str(v).c_str());
+  }
+}
+
+// One table column: `field` of each row, left-aligned in `width` (0: the last column, as is),
+// followed by " (<also>)" when `also` is set.
+struct Column {
+  const char* header;
+  const char* field;
+  int width = 0;
+  const char* also = nullptr;
+};
+
+// The array `key` of `obj` as a table, after `title` (if any) and a header line.
+void PrintTable(simdjson::ondemand::object obj, std::string_view key, const char* title,
+                const std::vector<Column>& columns) {
+  simdjson::ondemand::array rows;
+  if (obj.find_field_unordered(key).get_array().get(rows) != simdjson::SUCCESS) return;
+  auto cell = [](const Column& c, const std::string& text) {
+    return c.width > 0 ? absl::StrFormat("%-*s ", c.width, text) : text;
+  };
+  std::string line = title;
+  for (const Column& c : columns) line += cell(c, c.header);
+  std::printf("%s\n", line.c_str());
+  for (auto row : rows) {
+    simdjson::ondemand::object o;
+    if (row.get_object().get(o) != simdjson::SUCCESS) continue;
+    line.clear();
+    for (const Column& c : columns) {
+      std::string text = Field(o, c.field);
+      if (c.also != nullptr) absl::StrAppend(&text, " (", Field(o, c.also), ")");
+      line += cell(c, text);
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
 int PolicyReload(const std::string& address) {
   Reply r = Call(address, "POST", "/policy/reload");
   if (r.status == 0) {
     std::fprintf(stderr, "uopctl: %s\n", r.error.c_str());
     return 2;
   }
-  simdjson::ondemand::parser parser;
-  simdjson::padded_string json(r.body);
-  simdjson::ondemand::document doc;
-  simdjson::ondemand::object obj;
-  if (parser.iterate(json).get(doc) != simdjson::SUCCESS ||
-      doc.get_object().get(obj) != simdjson::SUCCESS) {
+  JsonAnswer answer;
+  if (!answer.Parse(r.body)) {
     std::fprintf(stderr, "uopctl: unexpected answer (%d): %s\n", r.status, r.body.c_str());
     return 2;
   }
+  simdjson::ondemand::object obj = answer.obj;
   const std::string ok = Field(obj, "ok"), changed = Field(obj, "changed");
   const std::string version = Field(obj, "version"), error = Field(obj, "error");
   if (ok != "true") {
@@ -114,13 +168,7 @@ int PolicyReload(const std::string& address) {
     return 1;
   }
   std::printf("%s: %s\n", changed == "true" ? "loaded" : "unchanged", version.c_str());
-  simdjson::ondemand::array warnings;
-  if (obj.find_field_unordered("warnings").get_array().get(warnings) == simdjson::SUCCESS) {
-    for (auto w : warnings) {
-      simdjson::ondemand::value v;
-      if (w.get(v) == simdjson::SUCCESS) std::printf("warning: %s\n", Str(v).c_str());
-    }
-  }
+  PrintWarnings(obj);
   return 0;
 }
 
@@ -130,15 +178,12 @@ int PolicyStatus(const std::string& address) {
     std::fprintf(stderr, "uopctl: %s\n", r.status == 0 ? r.error.c_str() : r.body.c_str());
     return 2;
   }
-  simdjson::ondemand::parser parser;
-  simdjson::padded_string json(r.body);
-  simdjson::ondemand::document doc;
-  simdjson::ondemand::object obj;
-  if (parser.iterate(json).get(doc) != simdjson::SUCCESS ||
-      doc.get_object().get(obj) != simdjson::SUCCESS) {
+  JsonAnswer answer;
+  if (!answer.Parse(r.body)) {
     std::fprintf(stderr, "uopctl: unexpected answer: %s\n", r.body.c_str());
     return 2;
   }
+  simdjson::ondemand::object obj = answer.obj;
   std::printf("policy directory: %s\n", Field(obj, "dir").c_str());
   std::printf("in force: %s, loaded %s (%s)\n", Field(obj, "version").c_str(),
               Field(obj, "loaded_at").c_str(), Field(obj, "loaded_by").c_str());
@@ -146,25 +191,12 @@ int PolicyStatus(const std::string& address) {
   std::printf("last attempt: %s (%s): %s\n", Field(obj, "last_attempt_at").c_str(),
               Field(obj, "last_attempt_by").c_str(),
               last_ok ? "ok" : ("refused: " + Field(obj, "last_error")).c_str());
-  simdjson::ondemand::array warnings;
-  if (obj.find_field_unordered("warnings").get_array().get(warnings) == simdjson::SUCCESS) {
-    for (auto w : warnings) {
-      simdjson::ondemand::value v;
-      if (w.get(v) == simdjson::SUCCESS) std::printf("warning: %s\n", Str(v).c_str());
-    }
-  }
-  simdjson::ondemand::array shares;
-  if (obj.find_field_unordered("shares").get_array().get(shares) == simdjson::SUCCESS) {
-    std::printf("%-32s %-16s %-14s %s\n", "DATASET", "PEER", "STATE", "DEFINED IN");
-    for (auto s : shares) {
-      simdjson::ondemand::object share;
-      if (s.get_object().get(share) != simdjson::SUCCESS) continue;
-      const std::string dataset = Field(share, "dataset"), peer = Field(share, "peer");
-      const std::string state = Field(share, "state"), file = Field(share, "file");
-      std::printf("%-32s %-16s %-14s %s\n", dataset.c_str(), peer.c_str(), state.c_str(),
-                  file.c_str());
-    }
-  }
+  PrintWarnings(obj);
+  PrintTable(obj, "shares", "",
+             {{"DATASET", "dataset", 32},
+              {"PEER", "peer", 16},
+              {"STATE", "state", 14},
+              {"DEFINED IN", "file"}});
   return last_ok ? 0 : 1;
 }
 
@@ -215,48 +247,32 @@ int StatusMain(int argc, char** argv) {
     std::fputs(datasets.body.c_str(), stdout);
     return ready.status == 200 ? 0 : 1;
   }
-  simdjson::ondemand::parser parser;
-  simdjson::padded_string json(datasets.body);
-  simdjson::ondemand::document doc;
-  simdjson::ondemand::object obj;
-  if (parser.iterate(json).get(doc) != simdjson::SUCCESS ||
-      doc.get_object().get(obj) != simdjson::SUCCESS) {
+  JsonAnswer answer;
+  if (!answer.Parse(datasets.body)) {
     std::fprintf(stderr, "uopctl: unexpected answer: %s\n", datasets.body.c_str());
     return 1;
   }
+  simdjson::ondemand::object obj = answer.obj;
   std::string readiness = ready.body;
   while (!readiness.empty() && readiness.back() == '\n') readiness.pop_back();
   std::printf("node %s: %s\npolicy %s\n", Field(obj, "node").c_str(), readiness.c_str(),
               Field(obj, "policy_version").c_str());
-  simdjson::ondemand::array shares;
-  if (obj.find_field_unordered("shares").get_array().get(shares) == simdjson::SUCCESS) {
-    std::printf("\nshares (what leaves):\n%-28s %-12s %-13s %-24s %-12s %-20s %s\n", "DATASET",
-                "PEER", "STATE", "PURPOSE", "LICENCE", "VALID UNTIL", "RETENTION MS");
-    for (auto s : shares) {
-      simdjson::ondemand::object o;
-      if (s.get_object().get(o) != simdjson::SUCCESS) continue;
-      const std::string d = Field(o, "dataset"), p = Field(o, "peer"), st = Field(o, "state");
-      const std::string pu = Field(o, "purpose"), l = Field(o, "licence");
-      const std::string vu = Field(o, "valid_until"), r = Field(o, "retention_ms");
-      std::printf("%-28s %-12s %-13s %-24s %-12s %-20s %s\n", d.c_str(), p.c_str(), st.c_str(),
-                  pu.c_str(), l.c_str(), vu.c_str(), r.c_str());
-    }
-  }
-  simdjson::ondemand::array imports;
-  if (obj.find_field_unordered("imports").get_array().get(imports) == simdjson::SUCCESS) {
-    std::printf("\nimports (what arrives):\n%-28s %-12s %-18s %-24s %-12s %-20s %s\n", "DATASET",
-                "FROM", "STATE", "PURPOSE", "LICENCE", "VALID UNTIL", "RETENTION MS (APPLIED)");
-    for (auto s : imports) {
-      simdjson::ondemand::object o;
-      if (s.get_object().get(o) != simdjson::SUCCESS) continue;
-      const std::string d = Field(o, "dataset"), p = Field(o, "peer"), st = Field(o, "state");
-      const std::string pu = Field(o, "purpose"), l = Field(o, "licence");
-      const std::string vu = Field(o, "valid_until"), r = Field(o, "owner_retention_ms");
-      const std::string applied = Field(o, "retention_ms_applied");
-      std::printf("%-28s %-12s %-18s %-24s %-12s %-20s %s (%s)\n", d.c_str(), p.c_str(), st.c_str(),
-                  pu.c_str(), l.c_str(), vu.c_str(), r.c_str(), applied.c_str());
-    }
-  }
+  PrintTable(obj, "shares", "\nshares (what leaves):\n",
+             {{"DATASET", "dataset", 28},
+              {"PEER", "peer", 12},
+              {"STATE", "state", 13},
+              {"PURPOSE", "purpose", 24},
+              {"LICENCE", "licence", 12},
+              {"VALID UNTIL", "valid_until", 20},
+              {"RETENTION MS", "retention_ms"}});
+  PrintTable(obj, "imports", "\nimports (what arrives):\n",
+             {{"DATASET", "dataset", 28},
+              {"FROM", "peer", 12},
+              {"STATE", "state", 18},
+              {"PURPOSE", "purpose", 24},
+              {"LICENCE", "licence", 12},
+              {"VALID UNTIL", "valid_until", 20},
+              {"RETENTION MS (APPLIED)", "owner_retention_ms", 0, "retention_ms_applied"}});
   return ready.status == 200 ? 0 : 1;
 }
 
