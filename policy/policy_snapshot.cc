@@ -985,6 +985,12 @@ const AcceptRule* PolicySnapshot::FindAccept(absl::string_view peer,
   return it == accepts_.end() ? nullptr : it->second.get();
 }
 
+bool PolicySnapshot::HasAcceptRulesFor(absl::string_view peer) const {
+  // Keyed (peer, dataset): the first key not below (peer, "") tells.
+  auto it = accepts_.lower_bound(std::make_pair(std::string(peer), std::string()));
+  return it != accepts_.end() && it->first.first == peer;
+}
+
 std::vector<const AcceptRule*> PolicySnapshot::AcceptRules() const {
   std::vector<const AcceptRule*> out;
   for (const auto& [id, a] : accepts_) out.push_back(a.get());

@@ -77,6 +77,8 @@ class PolicySnapshot {
   // Receiver side: the rule for records of `dataset` from `peer`, or nullptr (not accepted).
   const AcceptRule* FindAccept(absl::string_view peer, absl::string_view dataset) const;
   std::vector<const AcceptRule*> AcceptRules() const;
+  // True if any accept rule names `peer`: then only what those rules take is accepted from it.
+  bool HasAcceptRulesFor(absl::string_view peer) const;
   // Checks one incoming record (key and value bytes) against the accept rule.
   AcceptDecision CheckIncoming(absl::string_view peer, absl::string_view dataset,
                                absl::string_view key, absl::string_view value) const;

@@ -905,10 +905,7 @@ bool PeerLink::Accepts(const std::string& dataset) {
   const std::shared_ptr<const policy::PolicySnapshot> rules =
       policies_ != nullptr ? policies_() : nullptr;
   if (rules == nullptr || rules->FindAccept(peer_.name, dataset) != nullptr) return true;
-  bool names_peer = false;
-  for (const policy::AcceptRule* a : rules->AcceptRules())
-    names_peer = names_peer || a->peer == peer_.name;
-  if (!names_peer) return true;  // no accept rule names this peer: accepted as offered
+  if (!rules->HasAcceptRulesFor(peer_.name)) return true;  // accepted as offered
   if (not_accepted_logged_.insert(dataset).second) {
     log::Warn("import_not_accepted", {{"peer", peer_.name},
                                       {"topic", dataset},

@@ -179,10 +179,8 @@ absl::Status ImportSession::Stage(TransactionalSink* sink, const RefusedRecords&
   // The accept stage, on the rules in force now (a reload applies from the next transaction).
   std::shared_ptr<const policy::PolicySnapshot> rules =
       options_.policies != nullptr ? options_.policies() : nullptr;
-  if (rules != nullptr) {
-    bool any = false;
-    for (const policy::AcceptRule* a : rules->AcceptRules()) any = any || a->peer == peer_;
-    if (!any) rules = nullptr;  // no accept rule names this peer: accepted as offered
+  if (rules != nullptr && !rules->HasAcceptRulesFor(peer_)) {
+    rules = nullptr;  // no accept rule names this peer: accepted as offered
   }
   for (const fed::RecordBatch& batch : queue_) {
     const uint64_t batch_bytes = batch.ByteSizeLong();
