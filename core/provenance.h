@@ -46,6 +46,12 @@ class PartitionCheckpoint {
       token_ = std::move(token);
     }
   }
+  // Marks the record at `offset` (carrying `token`) as the newest held, also when it shares its
+  // offset with the one held before (aggregates: broker/import's IsAfter decides the order).
+  void Set(int64_t offset, std::string token) {
+    last_offset_ = offset;
+    token_ = std::move(token);
+  }
   int64_t last_offset() const { return last_offset_; }  // -1: nothing held
   const std::string& token() const { return token_; }   // empty: start from the beginning
 

@@ -446,47 +446,6 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
   absl::StatusOr<int> partition_count = service_->partition_counts_.Count(topic);
   if (!partition_count.ok()) return partition_count.status();
 
-  std::vector<PartitionStartOffset> starts;
-  std::vector<int32_t> partitions;
-  if (sub.partitions().empty()) {
-    for (int p = 0; p < *partition_count; ++p) starts.push_back({p, RD_KAFKA_OFFSET_BEGINNING});
-  }
-  for (const fed::PartitionStart& start : sub.partitions()) {
-    if (start.partition() < 0 || start.partition() >= *partition_count) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("partition ", start.partition(), " out of range 0..", *partition_count - 1));
-    }
-    for (const PartitionStartOffset& s : starts) {
-      if (s.partition == start.partition()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("partition ", start.partition(), " listed twice"));
-      }
-    }
-    int64_t offset = RD_KAFKA_OFFSET_BEGINNING;
-    if (!start.resume_token().empty()) {
-      std::optional<int64_t> decoded = core::DecodeOffsetToken(start.resume_token());
-      if (!decoded.has_value()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("partition ", start.partition(), ": unknown resume token"));
-      }
-      offset = *decoded;
-    }
-    starts.push_back({start.partition(), offset});
-  }
-  partitions.reserve(starts.size());
-  for (const PartitionStartOffset& s : starts) partitions.push_back(s.partition);
-
-  std::weak_ptr<ExportStream> weak = weak_from_this();
-  core::ThreadPool* workers = &service_->workers_;
-  absl::StatusOr<std::unique_ptr<RecordSource>> source =
-      service_->consumers_.Open(*peer, topic, starts, [workers, weak] {
-        // From a librdkafka thread: only hand over to a worker (which may free the stream).
-        workers->Post([weak] {
-          if (auto self = weak.lock()) self->Schedule();
-        });
-      });
-  if (!source.ok()) return source.status();
-
   const LinkTuning& tuning = service_->config_.link;
   ExportCounters counters{
       metrics->Counter("uop_export_records_total", "Records sent to peers", labels),
@@ -503,8 +462,9 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
   std::unique_ptr<RecordTransform> transform;
   const policy::Share* share = snapshot->FindShare(topic, *peer);
   if (share == nullptr ||
-      (share->identity() && !share->records_per_s.has_value() && !share->valid_from.has_value() &&
-       !share->valid_until.has_value() && !share->retention.has_value())) {
+      (share->identity() && !share->valid_from.has_value() && !share->valid_until.has_value() &&
+       !share->retention.has_value())) {
+    // Unchanged bytes (a rate limit is the session's, not the transform's).
     transform = std::make_unique<IdentityTransform>();
   } else {
     absl::StatusOr<std::unique_ptr<PolicyTransform>> t =
@@ -512,11 +472,50 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
     if (!t.ok()) return t.status();
     transform = *std::move(t);
   }
+  std::vector<PartitionStartOffset> starts;
+  std::vector<int32_t> partitions;
+  if (sub.partitions().empty()) {
+    for (int p = 0; p < *partition_count; ++p) {
+      absl::StatusOr<int64_t> offset = transform->Start(p, "");
+      if (!offset.ok()) return offset.status();
+      starts.push_back({p, *offset});
+    }
+  }
+  for (const fed::PartitionStart& start : sub.partitions()) {
+    if (start.partition() < 0 || start.partition() >= *partition_count) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("partition ", start.partition(), " out of range 0..", *partition_count - 1));
+    }
+    for (const PartitionStartOffset& s : starts) {
+      if (s.partition == start.partition()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("partition ", start.partition(), " listed twice"));
+      }
+    }
+    absl::StatusOr<int64_t> offset = transform->Start(start.partition(), start.resume_token());
+    if (!offset.ok()) return offset.status();
+    starts.push_back({start.partition(), *offset});
+  }
+  partitions.reserve(starts.size());
+  for (const PartitionStartOffset& s : starts) partitions.push_back(s.partition);
+
+  std::weak_ptr<ExportStream> weak = weak_from_this();
+  core::ThreadPool* workers = &service_->workers_;
+  absl::StatusOr<std::unique_ptr<RecordSource>> source =
+      service_->consumers_.Open(*peer, topic, starts, [workers, weak] {
+        // From a librdkafka thread: only hand over to a worker (which may free the stream).
+        workers->Post([weak] {
+          if (auto self = weak.lock()) self->Schedule();
+        });
+      });
+  if (!source.ok()) return source.status();
+
   ExportSession::Options options;
   options.batch_max_records = tuning.batch_max_records;
   options.batch_max_bytes = tuning.batch_max_bytes;
   options.heartbeat_interval = absl::FromChrono(tuning.heartbeat_interval);
   options.dead_peer_timeout = absl::FromChrono(tuning.dead_peer_timeout);
+  if (share != nullptr) options.records_per_s = share->records_per_s;
   if (NodeAudit* audit = service_->audit_; audit != nullptr) {
     if (absl::Status h = audit->Health(); !h.ok()) return absl::UnavailableError(h.message());
     options.audit = true;

@@ -12,9 +12,21 @@ namespace uop::broker {
 
 namespace fed = uop::federation::v1;
 
-bool IdentityTransform::Apply(int32_t /*partition*/, fed::Record* record) {
+absl::StatusOr<int64_t> IdentityTransform::Start(int32_t partition,
+                                                 absl::string_view resume_token) {
+  if (resume_token.empty()) return policy::kOffsetBeginning;
+  std::optional<int64_t> next = core::DecodeOffsetToken(resume_token);
+  if (!next.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("partition ", partition,
+                                                   ": unknown resume token"));
+  }
+  return *next;
+}
+
+RecordTransform::Outcome IdentityTransform::Apply(int32_t /*partition*/, fed::Record* record,
+                                                  std::vector<fed::Record>* /*emitted*/) {
   record->set_resume_token(core::EncodeOffsetToken(record->offset() + 1));
-  return true;
+  return Outcome::kSend;
 }
 
 namespace {
@@ -56,6 +68,10 @@ ExportSession::ExportSession(Options options, std::string policy_version,
       last_sent_(clock->Now()) {
   UOP_CHECK(options_.batch_max_records > 0, "batch_max_records must be positive");
   read_buffer_.reserve(static_cast<size_t>(options_.batch_max_records));
+  if (options_.records_per_s.has_value()) {
+    UOP_CHECK(*options_.records_per_s > 0, "a rate limit must be positive");
+    pacer_.emplace(*options_.records_per_s);
+  }
 }
 
 absl::Status ExportSession::OnReceiverMessage(const fed::ReceiverMessage& message,
@@ -147,25 +163,66 @@ void ExportSession::ReceiptsLogged(uint64_t through) {
   }
 }
 
-absl::Status ExportSession::Fill() {
+absl::Status ExportSession::Transform(absl::Time now) {
   read_buffer_.clear();
   if (absl::Status s =
           source_->Read(static_cast<size_t>(options_.batch_max_records), &read_buffer_);
       !s.ok()) {
     return s;
   }
-  // Everything read goes out now, cut per partition at batch_max_bytes: a batch never waits
-  // for more records (that would be latency).
-  std::map<int32_t, std::pair<fed::OwnerMessage*, int64_t>> open;  // partition -> batch, bytes
   for (SourceRecord& in : read_buffer_) {
     if (CameFromPeer(in.record)) {
       Bump(counters_.loop_skipped, 1);  // came from a peer: never exported again (no loops)
       continue;
     }
-    if (!transform_->Apply(in.partition, &in.record)) {
-      Bump(counters_.withheld, 1);
-      continue;
+    emitted_.clear();
+    switch (transform_->Apply(in.partition, &in.record, &emitted_)) {
+      case RecordTransform::Outcome::kSend:
+        held_.push_back({in.partition, std::move(in.record)});
+        break;
+      case RecordTransform::Outcome::kWithheld:
+        Bump(counters_.withheld, 1);
+        break;
+      case RecordTransform::Outcome::kConsumed:
+        break;
     }
+    for (fed::Record& e : emitted_) held_.push_back({in.partition, std::move(e)});
+  }
+  if (read_buffer_.size() < static_cast<size_t>(options_.batch_max_records)) {
+    // Everything fetched was read: a partition at its end has nothing more for now, and what
+    // only time releases (aggregation windows) is released.
+    for (int32_t p : partitions_) {
+      const RecordSource::Progress progress = source_->PartitionProgress(p);
+      if (progress.position < 0 || progress.position < progress.high_watermark) continue;
+      emitted_.clear();
+      transform_->Idle(p, now, &emitted_);
+      for (fed::Record& e : emitted_) held_.push_back({p, std::move(e)});
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ExportSession::Fill() {
+  const absl::Time now = clock_->Now();
+  // Nothing more is read while transformed records wait for the rate limit: the source's
+  // bounded read-ahead then stops fetching (backpressure; nothing is dropped).
+  if (held_.empty()) {
+    if (absl::Status s = Transform(now); !s.ok()) return s;
+  }
+  // Everything transformed goes out now (within the rate), cut per partition at
+  // batch_max_bytes: a batch never waits for more records (that would be latency).
+  std::map<int32_t, std::pair<fed::OwnerMessage*, int64_t>> open;  // partition -> batch, bytes
+  int cut = 0;
+  while (!held_.empty() && cut < options_.batch_max_records) {
+    if (pacer_.has_value()) {
+      if (!slot_reserved_) {
+        paced_until_ = pacer_->Admit(now);
+        slot_reserved_ = true;
+      }
+      if (paced_until_ > now) break;  // NextDeadline() says when
+      slot_reserved_ = false;
+    }
+    SourceRecord& in = held_.front();
     const int64_t cost = RecordCost(in.record);
     auto& [batch_msg, bytes] = open[in.partition];
     if (batch_msg != nullptr && bytes + cost > options_.batch_max_bytes) batch_msg = nullptr;
@@ -180,6 +237,8 @@ absl::Status ExportSession::Fill() {
     }
     bytes += cost;
     *batch_msg->mutable_batch()->add_records() = std::move(in.record);
+    held_.pop_front();
+    ++cut;
   }
   return absl::OkStatus();
 }
@@ -197,9 +256,18 @@ fed::OwnerMessage ExportSession::Heartbeat() {
     // Below the first record still waiting in ready_, everything was sent or skipped.
     std::optional<int64_t> next = std::nullopt;
     if (progress.position >= 0) next = progress.position;
+    bool waiting = false;
     for (const fed::OwnerMessage& m : ready_) {
       if (m.batch().partition() == p) {
         next = m.batch().records(0).offset();
+        waiting = true;
+        break;
+      }
+    }
+    for (const SourceRecord& r : held_) {
+      if (waiting) break;
+      if (r.partition == p) {
+        next = r.record.offset();
         break;
       }
     }
@@ -265,8 +333,10 @@ absl::StatusOr<std::optional<fed::OwnerMessage>> ExportSession::Next(
 }
 
 absl::Time ExportSession::NextDeadline() const {
-  return std::min(last_sent_ + options_.heartbeat_interval,
-                  last_heard_ + options_.dead_peer_timeout);
+  absl::Time deadline =
+      std::min(last_sent_ + options_.heartbeat_interval, last_heard_ + options_.dead_peer_timeout);
+  if (slot_reserved_ && has_credit()) deadline = std::min(deadline, paced_until_);
+  return deadline;
 }
 
 }  // namespace uop::broker

@@ -12,11 +12,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "audit/entry.h"
 #include "audit/keys.h"
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "policy/share_transform.h"
 #include "uop/federation/v1/federation.pb.h"
 
 namespace uop::broker {
@@ -47,18 +49,39 @@ class RecordSource {
 };
 
 // The transform stage: the owner's rules for one (dataset, peer). It sees every record in
-// partition order and owns the resume token of what it lets out.
+// partition order and owns the resume token of what it lets out, and so where a resumed stream
+// starts reading.
 class RecordTransform {
  public:
+  enum class Outcome {
+    kSend,      // `*record` was rewritten for the peer (and given its token): send it
+    kWithheld,  // `*record` does not leave (the transform counted why)
+    kConsumed,  // `*record` went into the transform's state (an aggregation window), or was
+                // re-read after a restart: nothing leaves for it now, and it is not withheld
+  };
   virtual ~RecordTransform() = default;
-  // Rewrites `record` for the peer and sets its resume token; false withholds it.
-  virtual bool Apply(int32_t partition, uop::federation::v1::Record* record) = 0;
+  // Where to start reading `partition` for the receiver's `resume_token` (empty: from the
+  // beginning): an offset, or RD_KAFKA_OFFSET_BEGINNING (-2). InvalidArgument for a token that
+  // is not ours. Called once per subscribed partition before any Apply.
+  virtual absl::StatusOr<int64_t> Start(int32_t partition, absl::string_view resume_token) = 0;
+  // Applies the rules to the next record of `partition`. `*emitted` receives records released by
+  // this one (aggregates of windows it closed), to send in that order, after `*record` when kSend.
+  // Every record sent carries its token and, as its offset, the highest origin offset it
+  // accounts for; several aggregates can share one offset (docs/protocol.md, resume tokens).
+  virtual Outcome Apply(int32_t partition, uop::federation::v1::Record* record,
+                        std::vector<uop::federation::v1::Record>* emitted) = 0;
+  // The source holds nothing more of `partition` for now: releases what time alone releases
+  // (aggregation windows whose end plus lateness has passed) into `*emitted`.
+  virtual void Idle(int32_t /*partition*/, absl::Time /*now*/,
+                    std::vector<uop::federation::v1::Record>* /*emitted*/) {}
 };
 
 // Plain mirroring: every record as it is; the token is the next origin offset.
 class IdentityTransform final : public RecordTransform {
  public:
-  bool Apply(int32_t partition, uop::federation::v1::Record* record) override;
+  absl::StatusOr<int64_t> Start(int32_t partition, absl::string_view resume_token) override;
+  Outcome Apply(int32_t partition, uop::federation::v1::Record* record,
+                std::vector<uop::federation::v1::Record>* emitted) override;
 };
 
 // Counters the session moves; they live in the node's registry (or a test's).
@@ -87,6 +110,10 @@ class ExportSession {
     std::string node;   // this (the owner) node
     std::string peer;   // the receiver
     std::string topic;  // the dataset
+    // The share's rate limit (docs/policy.md `rate`): records sent per second across the
+    // stream's partitions. The session stops reading while it waits (backpressure); it never
+    // drops a record.
+    std::optional<double> records_per_s;
   };
 
   ExportSession(Options options, std::string policy_version, std::vector<int32_t> partitions,
@@ -131,7 +158,8 @@ class ExportSession {
   };
   absl::Status OnAck(const uop::federation::v1::Ack& ack, std::vector<audit::Entry>* to_log);
   void Deliver(const Delivery& d);
-  absl::Status Fill();  // reads the source and cuts batches into ready_
+  absl::Status Fill();  // reads the source, transforms into held_, cuts batches into ready_
+  absl::Status Transform(absl::Time now);  // reads and transforms the next round into held_
   uop::federation::v1::OwnerMessage Heartbeat();
 
   const Options options_;
@@ -152,6 +180,11 @@ class ExportSession {
   absl::Time last_heard_;
   absl::Time last_sent_;
   std::vector<SourceRecord> read_buffer_;
+  std::vector<uop::federation::v1::Record> emitted_;
+  std::deque<SourceRecord> held_;  // transformed, not yet cut (waiting for the rate limit)
+  std::optional<policy::RatePacer> pacer_;
+  absl::Time paced_until_ = absl::InfinitePast();  // the next held record's slot
+  bool slot_reserved_ = false;
 };
 
 }  // namespace uop::broker

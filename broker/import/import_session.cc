@@ -8,10 +8,18 @@
 #include "audit/entry.h"
 #include "core/check.h"
 #include "core/status_macros.h"
+#include "policy/share_transform.h"
 
 namespace uop::broker {
 
 namespace fed = uop::federation::v1;
+
+bool IsAfter(const core::PartitionCheckpoint& held, int64_t offset, absl::string_view token) {
+  if (offset != held.last_offset()) return offset > held.last_offset();
+  const std::optional<std::strong_ordering> order =
+      policy::CompareResumeTokens(token, held.token());
+  return order.has_value() && *order == std::strong_ordering::greater;
+}
 
 void RefusedRecords::Forget(int32_t partition, int64_t last_offset) {
   auto it = reasons_.lower_bound({partition, INT64_MIN});
@@ -109,16 +117,18 @@ absl::Status ImportSession::OnBatch(fed::RecordBatch&& batch) {
   if (batch_credit_ <= 0 || byte_credit_ <= 0) {
     return absl::InvalidArgumentError("owner exceeded the granted credit");
   }
-  auto last = last_received_.find(p);
-  int64_t previous = last == last_received_.end() ? -1 : last->second;
+  core::PartitionCheckpoint& previous = last_received_[p];
   for (const fed::Record& rec : batch.records()) {
-    if (rec.offset() <= previous) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "owner sent offset ", rec.offset(), " of partition ", p, " after offset ", previous));
+    if (!IsAfter(previous, rec.offset(), rec.resume_token())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("owner sent offset ", rec.offset(), " of partition ", p, " after offset ",
+                       previous.last_offset(),
+                       rec.offset() == previous.last_offset()
+                           ? " with a resume token that does not order after the previous one"
+                           : ""));
     }
-    previous = rec.offset();
+    previous.Set(rec.offset(), rec.resume_token());
   }
-  last_received_[p] = previous;
   last_received_seq_ = batch.batch_seq();
   batch_credit_ -= 1;
   byte_credit_ -= static_cast<int64_t>(batch.ByteSizeLong());
@@ -200,7 +210,7 @@ absl::Status ImportSession::Stage(TransactionalSink* sink, const RefusedRecords&
       info.sha256 = digest.Finish();
     }
     for (const fed::Record& rec : batch.records()) {
-      if (!st.next[p].ShouldWrite(rec.offset())) {
+      if (!IsAfter(st.next[p], rec.offset(), rec.resume_token())) {
         ++st.delta.duplicates;  // a replay of what our Kafka already holds
         continue;
       }
@@ -259,7 +269,7 @@ absl::Status ImportSession::Stage(TransactionalSink* sink, const RefusedRecords&
         ++range.deadletters;
         st.deadletters.push_back({p, rec.offset(), out.extra_headers.back().second, {}});
       }
-      st.next[p].Advance(rec.offset(), rec.resume_token());
+      st.next[p].Set(rec.offset(), rec.resume_token());
       st.newest_ts = std::max(st.newest_ts, rec.timestamp_ms());
     }
   }

@@ -26,6 +26,12 @@
 
 namespace uop::broker {
 
+// The replay filter's order of one origin partition's records: true if the record at origin
+// `offset` carrying `token` comes after `held` (what the receiver's Kafka holds). Offsets order
+// records; records that share an offset (the aggregates one source record released) are
+// ordered by their resume tokens (policy::CompareResumeTokens, docs/protocol.md).
+bool IsAfter(const core::PartitionCheckpoint& held, int64_t offset, absl::string_view token);
+
 // One record as the sink must write it: the origin's record plus the headers to append.
 struct OutRecord {
   enum class Target { kMirror, kDeadLetter };
@@ -235,7 +241,7 @@ class ImportSession {
   const core::Clock* clock_;
   std::optional<Staged> staged_;
   std::map<int32_t, core::PartitionCheckpoint> checkpoints_;  // committed in our Kafka
-  std::map<int32_t, int64_t> last_received_;                  // highest offset received
+  std::map<int32_t, core::PartitionCheckpoint> last_received_;  // newest record received
   std::map<int32_t, Progress> progress_;
   std::deque<uop::federation::v1::RecordBatch> queue_;
   uint64_t last_received_seq_ = 0;

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "broker/import/import_session.h"
 #include "core/log.h"
 #include "kafka/status.h"
 
@@ -81,8 +82,11 @@ absl::Status ReadTails(rd_kafka_t* consumer, const std::string& topic,
       if (!absl::SimpleAtoi(HeaderString(headers, core::kHeaderOriginOffset), &origin_offset)) {
         continue;
       }
-      (*checkpoints)[m->partition].Advance(origin_offset,
-                                           HeaderString(headers, core::kHeaderResume));
+      // Records of a partition come in order, but the mirror and dead-letter topics are read
+      // one after the other: keep whichever is newer.
+      core::PartitionCheckpoint& cp = (*checkpoints)[m->partition];
+      std::string token = HeaderString(headers, core::kHeaderResume);
+      if (IsAfter(cp, origin_offset, token)) cp.Set(origin_offset, std::move(token));
       found.insert(m->partition);
     }
     rd_kafka_assign(consumer, nullptr);
@@ -195,13 +199,13 @@ absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> RecoverPositions(
                                                {"partition", std::to_string(tp.partition)},
                                                {"group", group_id},
                                                {"offset", std::to_string(tp.offset)}});
-    } else if (position->last_offset() > cp.last_offset()) {
+    } else if (IsAfter(cp, position->last_offset(), position->token())) {
       log::Warn("import_position_from_group",
                 {{"topic", target.mirror_topic},
                  {"partition", std::to_string(tp.partition)},
                  {"tail_offset", std::to_string(cp.last_offset())},
                  {"group_offset", std::to_string(position->last_offset())}});
-      cp.Advance(position->last_offset(), position->token());
+      cp.Set(position->last_offset(), position->token());
     }
   }
   rd_kafka_consumer_close(group->get());

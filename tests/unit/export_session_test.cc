@@ -1,7 +1,9 @@
 // ExportSession against a fake source and a manual clock: credit, batch cutting, acks, loops,
-// heartbeats with progress, liveness, protocol violations.
+// heartbeats with progress, liveness, protocol violations, transforms that release several
+// records or release by time (aggregation), and rate limits.
 #include "broker/export/export_session.h"
 
+#include <algorithm>
 #include <deque>
 
 #include "core/metrics.h"
@@ -79,7 +81,7 @@ class ExportSessionTest : public ::testing::Test {
                  metrics_.Counter("loop", ""),    metrics_.Counter("withheld", "")};
     return std::make_unique<ExportSession>(options, "sha256:0123456789abcdef",
                                            std::vector<int32_t>{0, 1}, credit, &source_,
-                                           &transform_, &clock_, counters_);
+                                           transform_in_use_, &clock_, counters_);
   }
   // Next() that must return a batch.
   fed::RecordBatch NextBatch(ExportSession& s) {
@@ -92,6 +94,7 @@ class ExportSessionTest : public ::testing::Test {
 
   FakeSource source_;
   IdentityTransform transform_;
+  RecordTransform* transform_in_use_ = &transform_;
   core::ManualClock clock_;
   core::Metrics metrics_;
   ExportCounters counters_;
@@ -296,6 +299,109 @@ TEST_F(ExportSessionTest, SourceErrorEndsTheStream) {
   source_.error = absl::UnavailableError("kafka: broker down");
   auto next = s->Next();
   EXPECT_EQ(next.status(), absl::UnavailableError("kafka: broker down"));
+}
+
+// Like an aggregating share: a record with value "close" releases two records at its offset
+// ("w1", "w2"); others go into state; Idle releases "idle" once per call on a partition that
+// has something open.
+class WindowingTransform final : public RecordTransform {
+ public:
+  absl::StatusOr<int64_t> Start(int32_t, absl::string_view) override { return 0; }
+  Outcome Apply(int32_t partition, fed::Record* record, std::vector<fed::Record>* emitted) override {
+    open_[partition] = record->offset();
+    if (record->value() == "drop") return Outcome::kWithheld;
+    if (record->value() != "close") return Outcome::kConsumed;
+    for (const char* v : {"w1", "w2"}) {
+      fed::Record& r = emitted->emplace_back();
+      r.set_offset(record->offset());
+      r.set_value(v);
+      r.set_resume_token(v);
+    }
+    open_.erase(partition);
+    return Outcome::kConsumed;
+  }
+  void Idle(int32_t partition, absl::Time, std::vector<fed::Record>* emitted) override {
+    idle_calls.push_back(partition);
+    auto it = open_.find(partition);
+    if (it == open_.end()) return;
+    fed::Record& r = emitted->emplace_back();
+    r.set_offset(it->second);
+    r.set_value("idle");
+    open_.erase(it);
+  }
+  std::vector<int32_t> idle_calls;
+
+ private:
+  std::map<int32_t, int64_t> open_;
+};
+
+std::vector<std::string> Values(const fed::RecordBatch& b) {
+  std::vector<std::string> v;
+  for (const fed::Record& r : b.records()) v.push_back(r.value());
+  return v;
+}
+
+TEST_F(ExportSessionTest, ReleasedRecordsGoOutInOrderAndTimeReleasesOnlyCaughtUpPartitions) {
+  WindowingTransform windows;
+  transform_in_use_ = &windows;
+  auto s = Make(8, 1 << 20);
+  source_.Add(0, 1, "a");
+  source_.Add(0, 2, "close");
+  source_.Add(0, 3, "drop");
+  source_.Add(1, 7, "b");
+  source_.progress[0] = {4, 4};  // partition 0 read to its end
+  source_.progress[1] = {9, 8};  // partition 1 not: its window must not be closed by time
+  fed::RecordBatch b = NextBatch(*s);
+  EXPECT_EQ(b.partition(), 0);
+  EXPECT_THAT(Values(b), ElementsAre("w1", "w2", "idle"));
+  EXPECT_EQ(b.records(0).offset(), 2);
+  EXPECT_EQ(b.records(1).offset(), 2);
+  EXPECT_EQ(b.records(2).offset(), 3);
+  EXPECT_THAT(windows.idle_calls, ElementsAre(0));
+  EXPECT_EQ(counters_.withheld->Get(), 1);
+  auto next = s->Next();
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(next->has_value()) << "partition 1's record is still in its window";
+  source_.progress[1] = {9, 9};
+  b = NextBatch(*s);
+  EXPECT_EQ(b.partition(), 1);
+  EXPECT_THAT(Values(b), ElementsAre("idle"));
+}
+
+TEST_F(ExportSessionTest, RateLimitPacesAndNeverDrops) {
+  ExportSession::Options options;
+  options.records_per_s = 10;
+  options.heartbeat_interval = absl::Seconds(100);
+  options.dead_peer_timeout = absl::Seconds(100);
+  auto s = Make(1000, 1 << 30, options);
+  for (int i = 0; i < 35; ++i) source_.Add(i % 2, i, "v");
+  const absl::Time start = clock_.Now();
+  std::vector<int64_t> sent;
+  int records = 0;
+  // A second's burst at once, then one record per 100 ms; nothing more is read meanwhile.
+  while (records < 35) {
+    ASSERT_LT(clock_.Now() - start, absl::Seconds(10));
+    auto next = s->Next();
+    ASSERT_TRUE(next.ok()) << next.status();
+    if (next->has_value()) {
+      records += (*next)->batch().records_size();
+      for (const fed::Record& r : (*next)->batch().records()) sent.push_back(r.offset());
+      continue;
+    }
+    EXPECT_EQ(source_.reads, 1) << "records wait in the session, not re-read";
+    ASSERT_GT(s->NextDeadline(), clock_.Now());
+    // Not more than the rate allows by now: a burst of 10, then 10 per second.
+    EXPECT_LE(records, 10 + 10 * absl::ToDoubleSeconds(clock_.Now() - start) + 1e-9);
+    clock_.Advance(s->NextDeadline() - clock_.Now());
+  }
+  EXPECT_EQ(records, 35);
+  // The last of 35 at 10/s after a burst of 10: 2.5 s.
+  EXPECT_EQ(clock_.Now() - start, absl::Milliseconds(2500));
+  std::vector<int64_t> even, odd;  // per partition, in offset order
+  for (int64_t o : sent) (o % 2 == 0 ? even : odd).push_back(o);
+  EXPECT_TRUE(std::is_sorted(even.begin(), even.end()));
+  EXPECT_TRUE(std::is_sorted(odd.begin(), odd.end()));
+  EXPECT_EQ(even.size() + odd.size(), 35u);
 }
 
 }  // namespace

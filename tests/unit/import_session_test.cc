@@ -2,6 +2,7 @@
 // violations, replay filter, transactions, dead letters, fail-closed audit, lag.
 #include "broker/import/import_session.h"
 
+#include "absl/strings/str_cat.h"
 #include "core/provenance.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -180,7 +181,52 @@ TEST_F(ImportSessionTest, RefusesOffsetsThatGoBackwardsWithinAndAcrossBatches) {
   auto t = Make({{0, {}}});
   ASSERT_TRUE(t->OnOwnerMessage(Batch(1, 0, {5, 6})).ok());
   EXPECT_EQ(t->OnOwnerMessage(Batch(2, 0, {6})).message(),
-            "owner sent offset 6 of partition 0 after offset 6");
+            "owner sent offset 6 of partition 0 after offset 6 with a resume token that does not "
+            "order after the previous one");
+}
+
+// An aggregate's resume token (policy/share_transform.cc, version 2): what orders the records
+// one source record released is (trigger offset, window start, window key).
+std::string AggregateToken(int64_t trigger, int64_t window_start, const std::string& key) {
+  std::string t(1, '\2');
+  for (int64_t v : {int64_t{0}, int64_t{0}, trigger, window_start}) {
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      t.push_back(static_cast<char>(static_cast<uint64_t>(v) >> shift));
+    }
+  }
+  return t + key;
+}
+
+fed::OwnerMessage Aggregates(uint64_t seq, int64_t offset,
+                             const std::vector<std::pair<int64_t, std::string>>& windows) {
+  fed::OwnerMessage m = Batch(seq, 0, {});
+  for (const auto& [start, key] : windows) {
+    fed::Record* r = m.mutable_batch()->add_records();
+    r->set_offset(offset);
+    r->set_value(absl::StrCat(start, key));
+    r->set_resume_token(AggregateToken(offset, start, key));
+  }
+  return m;
+}
+
+TEST_F(ImportSessionTest, AggregatesSharingAnOffsetAreOrderedByTokenAndReplaysDropped) {
+  // The receiver holds the aggregate (900, "A") released by offset 7.
+  auto s = Make({{0, core::PartitionCheckpoint(7, AggregateToken(7, 900, "\"A\""))}});
+  ASSERT_TRUE(s->OnOwnerMessage(Aggregates(1, 7,
+                                           {{900, "\"A\""},  // a replay: held
+                                            {900, "\"B\""},
+                                            {1800, "\"A\""}}))
+                  .ok());
+  ASSERT_TRUE(s->WriteQueued(&sink_, &audit_, &refused_).ok());
+  ASSERT_EQ(sink_.committed.size(), 2u);
+  EXPECT_EQ(sink_.committed[0].headers.at("uop.resume"), AggregateToken(7, 900, "\"B\""));
+  EXPECT_EQ(sink_.committed[1].headers.at("uop.resume"), AggregateToken(7, 1800, "\"A\""));
+  EXPECT_EQ(s->stats().duplicates, 1);
+  EXPECT_EQ(s->checkpoints().at(0).token(), AggregateToken(7, 1800, "\"A\""));
+  // Out of order at one offset is a protocol violation.
+  auto t = Make({{0, {}}});
+  EXPECT_EQ(t->OnOwnerMessage(Aggregates(1, 7, {{1800, "\"A\""}, {900, "\"B\""}})).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ImportSessionTest, RefusesEmptyBatchesAndBatchesBeyondTheGrantedCredit) {
