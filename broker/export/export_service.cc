@@ -461,9 +461,8 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
   // effect on the next stream (at a record boundary, resumed from the receiver's tokens).
   std::unique_ptr<RecordTransform> transform;
   const policy::Share* share = snapshot->FindShare(topic, *peer);
-  if (share == nullptr ||
-      (share->identity() && !share->valid_from.has_value() && !share->valid_until.has_value() &&
-       !share->retention.has_value())) {
+  if (share == nullptr || (share->identity() && !share->valid_from.has_value() &&
+                           !share->valid_until.has_value() && !share->retention.has_value())) {
     // Unchanged bytes (a rate limit is the session's, not the transform's).
     transform = std::make_unique<IdentityTransform>();
   } else {

@@ -17,8 +17,8 @@ absl::StatusOr<int64_t> IdentityTransform::Start(int32_t partition,
   if (resume_token.empty()) return policy::kOffsetBeginning;
   std::optional<int64_t> next = core::DecodeOffsetToken(resume_token);
   if (!next.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat("partition ", partition,
-                                                   ": unknown resume token"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("partition ", partition, ": unknown resume token"));
   }
   return *next;
 }

@@ -240,7 +240,7 @@ class ImportSession {
   const std::string deadletter_topic_;
   const core::Clock* clock_;
   std::optional<Staged> staged_;
-  std::map<int32_t, core::PartitionCheckpoint> checkpoints_;  // committed in our Kafka
+  std::map<int32_t, core::PartitionCheckpoint> checkpoints_;    // committed in our Kafka
   std::map<int32_t, core::PartitionCheckpoint> last_received_;  // newest record received
   std::map<int32_t, Progress> progress_;
   std::deque<uop::federation::v1::RecordBatch> queue_;

@@ -307,7 +307,8 @@ TEST_F(ExportSessionTest, SourceErrorEndsTheStream) {
 class WindowingTransform final : public RecordTransform {
  public:
   absl::StatusOr<int64_t> Start(int32_t, absl::string_view) override { return 0; }
-  Outcome Apply(int32_t partition, fed::Record* record, std::vector<fed::Record>* emitted) override {
+  Outcome Apply(int32_t partition, fed::Record* record,
+                std::vector<fed::Record>* emitted) override {
     open_[partition] = record->offset();
     if (record->value() == "drop") return Outcome::kWithheld;
     if (record->value() != "close") return Outcome::kConsumed;
