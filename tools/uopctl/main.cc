@@ -8,7 +8,10 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -195,6 +198,107 @@ std::map<int32_t, std::set<int64_t>> DeadLettered(const TopicRecords& deadletter
   return out;
 }
 
+// One origin partition of a share that aggregates: the windows its source makes (the owner's
+// library, from the partition's first record, closed by time at `now`) against the mirror's
+// records, as values: each window exactly once, in order. A window the owner closes later
+// than `now` is not expected yet.
+void CompareAggregates(int32_t p, const std::vector<uop::tools::ReadRecord>& records,
+                       const std::vector<uop::tools::ReadRecord>* mirrored,
+                       const std::shared_ptr<const uop::policy::PolicySnapshot>& policy,
+                       const std::string& origin, const std::string& origin_topic,
+                       const std::string& peer, absl::Time now, Comparison* c,
+                       const std::function<void(std::string)>& note) {
+  namespace b = uop::core;
+  std::vector<std::string> expected;
+  std::unique_ptr<uop::policy::ShareTransform> transform;
+  uop::policy::TransformOutput out;
+  auto take = [&]() {
+    for (uop::policy::OutputRecord& o : out.records) expected.push_back(std::move(o.value));
+    if (out.below_min_count_records > 0) {
+      c->withheld += out.below_min_count_records;
+      c->withheld_by_reason["below_min_count"] += out.below_min_count_records;
+    }
+    out.Clear();
+  };
+  for (const auto& r : records) {
+    if (r.Header(b::kHeaderOrigin) != nullptr) {
+      ++c->loop_skipped;
+      continue;
+    }
+    if (transform == nullptr) {
+      auto t = uop::policy::ShareTransform::Resume(policy, origin_topic, peer, p,
+                                                   uop::policy::EncodeOffsetToken(r.offset));
+      if (!t.ok()) {
+        note(std::string(t.status().message()));
+        ++c->mismatched;
+        return;
+      }
+      transform = *std::move(t);
+    }
+    uop::policy::SourceRecord in;
+    in.partition = p;
+    in.offset = r.offset;
+    in.timestamp_ms = r.timestamp_ms;
+    if (r.key.has_value()) in.key = *r.key;
+    if (r.value.has_value()) in.value = *r.value;
+    const uop::policy::Decision d = transform->Apply(in, now, &out);
+    if (d.verdict == uop::policy::Decision::Verdict::kWithheld) {
+      ++c->withheld;
+      ++c->withheld_by_reason[uop::policy::WithheldReasonName(d.reason)];
+    }
+    take();
+  }
+  if (transform != nullptr) {
+    transform->Advance(now, &out);
+    take();
+  }
+  c->expected += static_cast<int64_t>(expected.size());
+  std::map<std::string, size_t> index;  // window (its value) -> position in `expected`
+  for (size_t i = 0; i < expected.size(); ++i) index.emplace(expected[i], i);
+  std::set<size_t> seen;
+  size_t last = 0;
+  bool any = false;
+  if (mirrored != nullptr) {
+    for (const auto& t : *mirrored) {
+      ++c->target;
+      const auto header_is = [&t](absl::string_view name, const std::string& want) {
+        const auto* h = t.Header(name);
+        return h != nullptr && h->has_value() && **h == want;
+      };
+      auto it = t.value.has_value() ? index.find(*t.value) : index.end();
+      if (it == index.end()) {
+        ++c->mismatched;
+        note(absl::StrCat("target[", p, "]@", t.offset,
+                          ": not a window of the source: ", t.value.value_or("(null)")));
+        continue;
+      }
+      if (!header_is(b::kHeaderOrigin, origin) || !header_is(b::kHeaderOriginTopic, origin_topic) ||
+          !header_is(b::kHeaderOriginPartition, std::to_string(p)) ||
+          t.Header(b::kHeaderPolicyVersion) == nullptr || t.Header(b::kHeaderResume) == nullptr) {
+        ++c->mismatched;
+        note(absl::StrCat("target[", p, "]@", t.offset, ": provenance headers missing"));
+      }
+      if (!seen.insert(it->second).second) {
+        ++c->duplicated;
+        note(absl::StrCat("window written twice: ", *t.value));
+        continue;
+      }
+      if (any && it->second < last) {
+        ++c->out_of_order;
+        note(absl::StrCat("window out of order: ", *t.value));
+      }
+      last = std::max(last, it->second);
+      any = true;
+    }
+  }
+  for (size_t i = 0; i < expected.size(); ++i) {
+    if (!seen.contains(i)) {
+      ++c->lost;
+      note(absl::StrCat("window missing in the target: ", expected[i]));
+    }
+  }
+}
+
 Comparison Compare(const TopicRecords& source, const TopicRecords& target,
                    const TopicRecords& deadletter, const std::string& origin,
                    const std::string& origin_topic,
@@ -207,8 +311,16 @@ Comparison Compare(const TopicRecords& source, const TopicRecords& target,
     if (c.first_problem.empty()) c.first_problem = std::move(what);
   };
   const absl::Time now = absl::Now();
+  const uop::policy::Share* share =
+      policy != nullptr ? policy->FindShare(origin_topic, peer) : nullptr;
   for (const auto& [p, records] : source) {
     c.source += static_cast<int64_t>(records.size());
+    if (share != nullptr && share->aggregate.has_value()) {
+      auto it = target.find(p);
+      CompareAggregates(p, records, it == target.end() ? nullptr : &it->second, policy, origin,
+                        origin_topic, peer, now, &c, note);
+      continue;
+    }
     std::map<int64_t, Expected> expected;  // origin offset -> what should arrive
     std::unique_ptr<uop::policy::ShareTransform> transform;
     for (const auto& r : records) {
