@@ -7,9 +7,11 @@ uop-sta-bridge validates them, adds their location and writes them to the city's
   uop-noise-sim -> mosquitto -> uop-sta-bridge -> Helsinki Kafka -> uopd => uopd -> Tallinn Kafka
   (and the same from Tallinn to Helsinki)
 
-Prints what crosses the border, live and at the end, checks record by record that nothing was
-lost or doubled, shows the observations per site that arrived on the other side, and stops
-cleanly."""
+Helsinki shares its observations shaped by its policy (fields dropped, identifiers pseudonymised,
+Helsinki's box, a 250 m grid); Tallinn shares only 15-minute statistics per sensor (aggregates).
+Prints what crosses the border, live and at the end, checks record by record (and window by
+window) that nothing was lost or doubled, shows what arrived on the other side per site, and
+stops cleanly."""
 
 import argparse
 import collections
@@ -105,22 +107,30 @@ shares:
       generalise: {grid_m: 250}
       no_location: deny
 """,
-    "tallinn": """# Tallinn shares its noise observations with Helsinki as they are.
+    "tallinn": """# Tallinn shares 15-minute noise statistics per sensor with Helsinki: no observation
+# leaves, only each window's count, mean and maximum (windows of fewer than 5 are withheld).
 dataset: noise.observations
+format: sensorthings-observation
 owner: {organisation: City of Tallinn, contact: data@tallinn.example}
 shares:
   - peer: helsinki
     purpose: cross-border-noise-map
     licence: CC-BY-4.0
+    aggregate: {window: 15m, lateness: 2m, by: Datastream.@iot.id, of: result,
+                values: [count, mean, max], min_count: 5}
 """,
 }
-ACCEPT_POLICY = """# What this city takes from {peer}: its noise observations, at most 64 KiB each, kept at most
+# What each city takes from the other: its noise data (Helsinki's observations; Tallinn's
+# aggregates, plain JSON), at most 64 KiB a record, kept at most 14 days (the lower of this and
+# the owner's retention applies).
+ACCEPT_FORMAT = {"tallinn": "sensorthings-observation", "helsinki": "json"}
+ACCEPT_POLICY = """# What this city takes from {peer}: its noise data, at most 64 KiB a record, kept at most
 # 14 days (the lower of this and the owner's retention applies).
 accept:
   - peer: {peer}
     dataset: noise.observations
     max_record_bytes: 65536
-    format: sensorthings-observation
+    format: {format}
     max_retention: 14d
 """
 
@@ -160,6 +170,32 @@ def site_summary(kcat, bootstrap, topic):
             continue
         by[o["Datastream"]["Thing"]["name"]].append(o["result"])
     return {k: (len(v), sum(v) / len(v), min(v), max(v)) for k, v in sorted(by.items())}
+
+
+def window_summary(kcat, bootstrap, topic):
+    """15-minute aggregates per sensor in `topic`: key -> (windows, observations, mean of the
+    window means weighted by count, highest max)."""
+    r = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%s\n"],
+                       capture_output=True, text=True, timeout=120)
+    by = collections.defaultdict(list)
+    for line in r.stdout.splitlines():
+        try:
+            w = json.loads(line)
+        except ValueError:
+            continue
+        by[w["key"]].append(w)
+    out = {}
+    for key, ws in sorted(by.items()):
+        n = sum(w["count"] for w in ws)
+        out[key] = (len(ws), n, sum(w["mean"] * w["count"] for w in ws) / n,
+                    max(w["max"] for w in ws))
+    return out
+
+
+def first_record(kcat, bootstrap, topic):
+    r = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-c", "1",
+                        "-e", "-q", "-f", "%s"], capture_output=True, text=True, timeout=60)
+    return r.stdout.strip() or "(none)"
 
 
 def one_crossing(kcat, owner_bootstrap, receiver_bootstrap):
@@ -210,7 +246,7 @@ def main():
         pdir = work / f"policies-{city}"
         (pdir / "keys").mkdir(parents=True, exist_ok=True)
         (pdir / "noise.yaml").write_text(SHARE_POLICY[city])
-        (pdir / "accept.yaml").write_text(ACCEPT_POLICY.format(peer=c["peer"]))
+        (pdir / "accept.yaml").write_text(ACCEPT_POLICY.format(peer=c["peer"], format=ACCEPT_FORMAT[city]))
         # A fresh pseudonymisation key per run, never printed (docs/policy.md).
         (pdir / "keys" / f"{c['peer']}-demo.key").write_text(secrets.token_hex(32) + "\n")
         (work / f"{city}.yaml").write_text(
@@ -331,35 +367,48 @@ def main():
         def crossing(dst, src):
             m = metrics(info[dst]["admin"])
             labels = f'{{peer="{src}",topic="noise.observations"}}'
-            # What the owner's policy kept back counts as done: it never leaves.
-            withheld = metrics(info[src]["admin"]).get(
+            # What the owner's policy kept back counts as done: it never leaves. (Tallinn's
+            # aggregates count as windows, not as the observations in them.)
+            withheld = 0 if dst == "helsinki" else metrics(info[src]["admin"]).get(
                 f'uop_export_withheld_total{{peer="{dst}",topic="noise.observations"}}', 0)
             return (m.get(f"uop_import_records_total{labels}", 0) + withheld,
                     m.get(f"uop_import_lag_records{labels}", 0),
                     m.get(f"uop_import_lag_seconds{labels}", 0),
                     m.get(f'uop_link_up{{peer="{src}"}}', 0))
 
+        def bridged(city):
+            return metrics(info[f"{city}-bridge"]).get('uop_sta_accepted_total{via="mqtt"}', 0)
+
         start = time.monotonic()
         last = {"tallinn": 0, "helsinki": 0}
-        first_seen, done_at = {}, {}
+        first_seen, done_at, caught_up = {}, {}, collections.Counter()
         expected = {"tallinn": feeds["helsinki"][0], "helsinki": feeds["tallinn"][0]}
         deadline = start + args.records / max(1, args.rate) + 60
         while True:
             time.sleep(1.0)  # the live display ticks once a second
             t = time.monotonic() - start
+            sims_done = all(s.poll() is not None for s in sims.values())
             parts = []
             for dst, src in (("tallinn", "helsinki"), ("helsinki", "tallinn")):
                 n, lag, lag_s, up = crossing(dst, src)
                 if n and dst not in first_seen:
                     first_seen[dst] = t
-                if n >= expected[dst] and dst not in done_at:
+                if dst == "helsinki":
+                    # Aggregates: done once Tallinn's Kafka has every observation and Helsinki
+                    # is not behind it (two ticks running; the last windows stay open).
+                    done = sims_done and bridged(src) >= expected[dst] and n > 0 and lag == 0
+                    caught_up[dst] = caught_up[dst] + 1 if done else 0
+                    done = caught_up[dst] >= 2
+                else:
+                    done = n >= expected[dst]
+                if done and dst not in done_at:
                     done_at[dst] = t
-                parts.append(f"{src[:3].upper()}->{dst[:3].upper()} {int(n):6d} rec "
+                unit = "win" if dst == "helsinki" else "rec"
+                parts.append(f"{src[:3].upper()}->{dst[:3].upper()} {int(n):6d} {unit} "
                              f"({int(n - last[dst]):5d}/s) lag {int(lag):5d} rec {lag_s:5.2f} s "
                              f"link {'up' if up else 'DOWN'}")
                 last[dst] = n
             log(f"t={t:5.1f}s  " + " | ".join(parts))
-            sims_done = all(s.poll() is not None for s in sims.values())
             if sims_done and len(done_at) == 2:
                 break
             if time.monotonic() > deadline:
@@ -385,8 +434,9 @@ def main():
             c = json.loads(r.stdout) if r.stdout.strip() else {"ok": False, "first_problem": r.stderr}
             span = done_at.get(dst, 0) - first_seen.get(dst, 0)
             rate = c.get("target", 0) / span if span > 0 else 0
-            log(f"{src:8s} -> {dst:8s}: {c.get('target', 0)} of {c.get('expected', 0)} records, "
-                f"{rate:,.0f} records/s while streaming, {c.get('lost', '?')} lost, "
+            what = "15-minute windows" if dst == "helsinki" else "records"
+            log(f"{src:8s} -> {dst:8s}: {c.get('target', 0)} of {c.get('expected', 0)} {what}, "
+                f"{rate:,.0f} {what.split()[-1]}/s while streaming, {c.get('lost', '?')} lost, "
                 f"{c.get('duplicated', '?')} duplicate, {c.get('out_of_order', '?')} out of order, "
                 f"{c.get('mismatched', '?')} altered, {c.get('withheld', 0)} withheld by "
                 f"{src}'s policy {c.get('withheld_by_reason') or ''}"
@@ -412,13 +462,21 @@ def main():
                 f"{d['owner_retention_ms']} ms (tallinn keeps at most 14 d), policy "
                 f"{d['policy_version']}")
 
-        log("\n== Observations per site, as they arrived in the other city ==")
-        for dst, src in (("tallinn", "helsinki"), ("helsinki", "tallinn")):
-            log(f"in {dst}'s {src}.noise.observations:")
-            for site, (n, mean, lo, hi) in site_summary(
-                    kcat, info[dst]["kafka_bootstrap"], f"{src}.noise.observations").items():
-                log(f"  {site:58s} {n:6d} obs  LAeq mean {mean:5.1f}  min {lo:5.1f}  "
-                    f"max {hi:5.1f} dB(A)")
+        log("\n== One 15-minute aggregate as Helsinki received it from Tallinn ==")
+        log(f"arrived helsinki: {first_record(kcat, info['helsinki']['kafka_bootstrap'], 'tallinn.noise.observations')}")
+
+        log("\n== What arrived in the other city ==")
+        log("in tallinn's helsinki.noise.observations (observations per site):")
+        for site, (n, mean, lo, hi) in site_summary(
+                kcat, info["tallinn"]["kafka_bootstrap"], "helsinki.noise.observations").items():
+            log(f"  {site:58s} {n:6d} obs  LAeq mean {mean:5.1f}  min {lo:5.1f}  "
+                f"max {hi:5.1f} dB(A)")
+        log("in helsinki's tallinn.noise.observations (15-minute aggregates per Datastream; each "
+            "sensor's last window is still open, so its observations have not left yet):")
+        for key, (windows, n, mean, hi) in window_summary(
+                kcat, info["helsinki"]["kafka_bootstrap"], "tallinn.noise.observations").items():
+            log(f"  {key:40s} {windows:4d} windows of {n:6d} obs  LAeq mean {mean:5.1f}  "
+                f"max {hi:5.1f} dB(A)")
 
         m = metrics(info["helsinki"]["admin"])
         acked = m.get('uop_export_acked_records_total{peer="tallinn",topic="noise.observations"}', 0)
