@@ -72,6 +72,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     records.push_back(input.substr(start, end - start));
     start = end + 1;
   }
+  // The receiver orders tokens from the owner (records that share an offset): any two lines as
+  // tokens must compare consistently, never crash.
+  if (records.size() >= 2) {
+    const absl::string_view a(records[0].data(), records[0].size());
+    const absl::string_view b(records[1].data(), records[1].size());
+    const auto ab = uop::policy::CompareResumeTokens(a, b);
+    const auto ba = uop::policy::CompareResumeTokens(b, a);
+    if (ab.has_value() != ba.has_value()) std::abort();
+    if (ab.has_value() &&
+        (*ab == std::strong_ordering::less) != (*ba == std::strong_ordering::greater)) {
+      std::abort();
+    }
+  }
   simdjson::dom::parser checker;
   for (const char* dataset : {"identity", "fields", "hole", "agg"}) {
     // The first line doubles as a resume token: foreign tokens must be refused, not trusted.
@@ -86,6 +99,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (*t)->Apply(rec, absl::FromUnixSeconds(1772366400), &out);
     }
     (*t)->Advance(absl::FromUnixSeconds(1772366400 + 86400 * 365), &out);
+    // What one partition releases is strictly ordered by its tokens (the receiver's filter).
+    for (size_t i = 1; i < out.records.size(); ++i) {
+      if (out.records[i].source_offset < out.records[i - 1].source_offset) std::abort();
+      if (out.records[i].source_offset == out.records[i - 1].source_offset &&
+          uop::policy::CompareResumeTokens(out.records[i].resume_token,
+                                           out.records[i - 1].resume_token) !=
+              std::strong_ordering::greater) {
+        std::abort();
+      }
+    }
     for (const auto& o : out.records) {
       if (std::string_view(dataset) == "identity") continue;
       simdjson::dom::element e;
