@@ -6,11 +6,18 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "audit/loaded_log.h"
 #include "core/log.h"
 
 namespace uop::broker {
 
 namespace {
+
+// Entries of the exchange of checkpoints themselves: they do not call for a new exchange.
+bool IsWitnessing(audit::EntryType type) {
+  return type == audit::EntryType::kCheckpoint || type == audit::EntryType::kCosignature ||
+         type == audit::EntryType::kPeerCheckpoint || type == audit::EntryType::kWitnessRefused;
+}
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -79,6 +86,23 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
                                   {"reason", r->reason}});
   }
   out->size_->Set(static_cast<double>(out->log_->size()));
+  // What each peer last cosigned of ours and we of theirs: a witness must not forget, or a
+  // peer's rewritten log would be cosigned after our restart.
+  out->exchange_ = std::make_unique<CheckpointExchange>(&*out->signer_, out->peer_keys_, out.get(),
+                                                        out.get(), metrics);
+  absl::StatusOr<audit::LoadResult> loaded = audit::LoadDir(cfg.dir);
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat("audit.dir ", cfg.dir, ": ", loaded.status().message()));
+  }
+  if (loaded->failure.has_value()) {
+    return absl::DataLossError(
+        absl::StrCat("audit.dir ", cfg.dir, ": ", loaded->failure->ToString()));
+  }
+  for (const audit::LoadedEntry& le : loaded->log.entries) {
+    out->exchange_->Restore(le.entry);
+    if (!IsWitnessing(le.entry.type)) out->last_activity_.store(static_cast<int64_t>(le.position));
+  }
   log::Info("audit_log_open", {{"dir", cfg.dir},
                                {"entries", std::to_string(out->log_->size())},
                                {"key", out->signer_->verifier().Vkey()}});
@@ -121,9 +145,15 @@ void NodeAudit::HealthChanged(const absl::Status& health) {
   }
 }
 
-void NodeAudit::Observe(const absl::Status& result) {
+void NodeAudit::Observe(audit::EntryType type, const absl::StatusOr<audit::AppendResult>& result) {
   if (result.ok()) {
     entries_->Add(1);
+    if (!IsWitnessing(type)) {
+      const auto index = static_cast<int64_t>(result->index);
+      int64_t seen = last_activity_.load();
+      while (seen < index && !last_activity_.compare_exchange_weak(seen, index)) {
+      }
+    }
   } else {
     errors_->Add(1);
   }
@@ -131,9 +161,10 @@ void NodeAudit::Observe(const absl::Status& result) {
 
 void NodeAudit::Append(audit::Entry entry, Done done) {
   const std::thread::id caller = std::this_thread::get_id();
-  log_->Append(std::move(entry), [this, caller, done = std::move(done)](
+  const audit::EntryType type = entry.type;
+  log_->Append(std::move(entry), [this, caller, type, done = std::move(done)](
                                      absl::StatusOr<audit::AppendResult> r) mutable {
-    Observe(r.status());
+    Observe(type, r);
     if (std::this_thread::get_id() != caller) {
       std::move(done)(std::move(r));
       return;
@@ -156,8 +187,9 @@ void NodeAudit::RunDeferred() {
 absl::Status NodeAudit::Health() const { return log_->Health(); }
 
 absl::StatusOr<audit::AppendResult> NodeAudit::AppendAndWait(audit::Entry entry) {
+  const audit::EntryType type = entry.type;
   absl::StatusOr<audit::AppendResult> r = log_->AppendAndWait(std::move(entry));
-  Observe(r.status());
+  Observe(type, r);
   return r;
 }
 
@@ -194,6 +226,21 @@ void NodeAudit::AppendRetained(audit::Entry entry, Done done) {
 const audit::Verifier* NodeAudit::PeerKey(const std::string& peer) const {
   auto it = peer_keys_.find(peer);
   return it == peer_keys_.end() ? nullptr : &it->second;
+}
+
+std::optional<audit::SignedCheckpoint> NodeAudit::LatestCheckpoint() const {
+  return log_->LatestCheckpoint();
+}
+
+absl::StatusOr<std::vector<audit::Hash>> NodeAudit::ConsistencyProof(uint64_t old_size,
+                                                                     uint64_t new_size) const {
+  return log_->ConsistencyProof(old_size, new_size);
+}
+
+std::optional<uint64_t> NodeAudit::LastActivity() const {
+  const int64_t i = last_activity_.load();
+  if (i < 0) return std::nullopt;
+  return static_cast<uint64_t>(i);
 }
 
 void NodeAudit::Run() {

@@ -5,6 +5,7 @@
 // implements.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,13 +20,14 @@
 #include "absl/synchronization/mutex.h"
 #include "audit/audit_log.h"
 #include "audit/keys.h"
+#include "broker/checkpoint_exchange.h"
 #include "broker/config.h"
 #include "core/metrics.h"
 
 namespace uop::broker {
 
 // Thread-safe.
-class NodeAudit final : public audit::AuditSink {
+class NodeAudit final : public audit::AuditSink, public WitnessedLog {
  public:
   // Opens (or creates) the log of `config.audit`, which must be set.
   static absl::StatusOr<std::unique_ptr<NodeAudit>> Open(const NodeConfig& config,
@@ -51,11 +53,20 @@ class NodeAudit final : public audit::AuditSink {
   audit::AuditLog* log() { return log_.get(); }
   // The configured audit key of `peer`, or null.
   const audit::Verifier* PeerKey(const std::string& peer) const;
+  // Checkpoint witnessing with the peers whose audit key is configured (state restored from the
+  // log at Open).
+  CheckpointExchange* exchange() { return exchange_.get(); }
+
+  // WitnessedLog
+  std::optional<audit::SignedCheckpoint> LatestCheckpoint() const override;
+  absl::StatusOr<std::vector<audit::Hash>> ConsistencyProof(uint64_t old_size,
+                                                            uint64_t new_size) const override;
+  std::optional<uint64_t> LastActivity() const override;
 
  private:
   NodeAudit(std::shared_ptr<const audit::Signer> signer, core::Metrics* metrics);
   void Run();  // the timer thread
-  void Observe(const absl::Status& result);
+  void Observe(audit::EntryType type, const absl::StatusOr<audit::AppendResult>& result);
   // On the log's commit thread, whenever its health changes: metrics and logs at once.
   void HealthChanged(const absl::Status& health);
   void RunDeferred();  // runs what deferred_ holds, without mu_
@@ -63,6 +74,8 @@ class NodeAudit final : public audit::AuditSink {
   std::shared_ptr<const audit::Signer> signer_;
   std::map<std::string, audit::Verifier> peer_keys_;
   std::unique_ptr<audit::AuditLog> log_;
+  std::unique_ptr<CheckpointExchange> exchange_;
+  std::atomic<int64_t> last_activity_{-1};  // index of the latest non-witnessing entry; -1 none
   core::MetricValue* writable_;
   core::MetricValue* entries_;
   core::MetricValue* errors_;

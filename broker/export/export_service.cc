@@ -743,4 +743,48 @@ grpc::ServerUnaryReactor* ExportService::ListOffers(grpc::CallbackServerContext*
   return reactor;
 }
 
+grpc::ServerUnaryReactor* ExportService::Witness(grpc::CallbackServerContext* context,
+                                                 const fed::WitnessRequest* request,
+                                                 fed::WitnessResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  setup_workers_.Post([this, context, request, response, reactor] {
+    absl::StatusOr<std::string> peer = AuthenticateCall(context, request->hello());
+    if (!peer.ok()) {
+      log::Warn("witness_refused",
+                {{"client", context->peer()}, {"reason", std::string(peer.status().message())}});
+      AuditRefused(context, peer.status());
+      reactor->Finish(ToGrpcStatus(peer.status()));
+      return;
+    }
+    absl::Status refused;
+    if (audit_ == nullptr) {
+      refused = absl::UnimplementedError(
+          absl::StrCat("node '", config_.node, "' keeps no audit log: it witnesses nothing"));
+    } else if (!audit_->exchange()->HasPeer(*peer)) {
+      refused = absl::FailedPreconditionError(absl::StrCat(
+          "node '", config_.node, "' has no audit key of peer '", *peer, "' configured"));
+    } else if (absl::Status h = audit_->Health(); !h.ok()) {
+      refused = absl::UnavailableError(absl::StrCat("audit log cannot write: ", h.message()));
+    }
+    if (!refused.ok()) {
+      reactor->Finish(ToGrpcStatus(refused));
+      return;
+    }
+    absl::StatusOr<fed::WitnessResponse> answer = audit_->exchange()->Serve(*peer, *request);
+    if (!answer.ok()) {
+      log::Error("witness_failed",
+                 {{"peer", *peer}, {"reason", std::string(answer.status().message())}});
+      reactor->Finish(ToGrpcStatus(absl::UnavailableError(
+          absl::StrCat("audit log cannot record the exchange: ", answer.status().message()))));
+      return;
+    }
+    *response = *std::move(answer);
+    response->mutable_hello()->set_node(config_.node);
+    response->mutable_hello()->set_protocol_version(kProtocolVersion);
+    response->mutable_hello()->set_software(std::string(kSoftware));
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
 }  // namespace uop::broker
