@@ -1,6 +1,7 @@
 // The node's audit log: opening with the node's key, metrics, health reporting and the timer.
 #include "broker/node_audit.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -99,6 +100,16 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
     return absl::DataLossError(
         absl::StrCat("audit.dir ", cfg.dir, ": ", loaded->failure->ToString()));
   }
+  for (const auto& [peer, key] : out->peer_keys_) {
+    out->witness_gauges_[peer] = WitnessGauges{
+        metrics->Gauge("uop_audit_cosigned_entries",
+                       "Entries of our audit log the peer last cosigned", {{"peer", peer}}),
+        metrics->Gauge(
+            "uop_audit_unwitnessed_entries",
+            "Entries of our audit log (other than witnessing) up to the latest one that the peer "
+            "has not cosigned yet: what a rewrite could still change unnoticed by that peer",
+            {{"peer", peer}})};
+  }
   for (const audit::LoadedEntry& le : loaded->log.entries) {
     out->exchange_->Restore(le.entry);
     if (!IsWitnessing(le.entry.type)) out->last_activity_.store(static_cast<int64_t>(le.position));
@@ -153,6 +164,7 @@ void NodeAudit::Observe(audit::EntryType type, const absl::StatusOr<audit::Appen
       int64_t seen = last_activity_.load();
       while (seen < index && !last_activity_.compare_exchange_weak(seen, index)) {
       }
+      RefreshUnwitnessed();
     }
   } else {
     errors_->Add(1);
@@ -228,6 +240,13 @@ const audit::Verifier* NodeAudit::PeerKey(const std::string& peer) const {
   return it == peer_keys_.end() ? nullptr : &it->second;
 }
 
+void NodeAudit::RefreshUnwitnessed() {
+  const double needed = static_cast<double>(last_activity_.load() + 1);
+  for (const auto& [peer, g] : witness_gauges_) {
+    g.unwitnessed->Set(std::max(0.0, needed - g.cosigned->Get()));
+  }
+}
+
 std::optional<audit::SignedCheckpoint> NodeAudit::LatestCheckpoint() const {
   return log_->LatestCheckpoint();
 }
@@ -260,6 +279,7 @@ void NodeAudit::Run() {
     // probes by itself after a failure and reports changes through HealthChanged.
     log_->Tick();
     size_->Set(static_cast<double>(log_->size()));
+    RefreshUnwitnessed();
     if (!retained_.empty() && log_->Health().ok()) {
       std::vector<Retained> again;
       again.swap(retained_);

@@ -75,6 +75,14 @@ class NodeAudit final : public audit::AuditSink, public WitnessedLog {
   std::map<std::string, audit::Verifier> peer_keys_;
   std::unique_ptr<audit::AuditLog> log_;
   std::unique_ptr<CheckpointExchange> exchange_;
+  // Per peer: entries of ours other than witnessing that it has not cosigned yet, from the
+  // exchange's gauge of what it cosigned (lock-free: updated on the commit thread too).
+  struct WitnessGauges {
+    core::MetricValue* cosigned;
+    core::MetricValue* unwitnessed;
+  };
+  std::map<std::string, WitnessGauges> witness_gauges_;
+  void RefreshUnwitnessed();
   std::atomic<int64_t> last_activity_{-1};  // index of the latest non-witnessing entry; -1 none
   core::MetricValue* writable_;
   core::MetricValue* entries_;
