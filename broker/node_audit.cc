@@ -7,7 +7,9 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "audit/loaded_log.h"
+#include "audit/receipt.h"
 #include "core/log.h"
 
 namespace uop::broker {
@@ -112,6 +114,7 @@ absl::StatusOr<std::unique_ptr<NodeAudit>> NodeAudit::Open(const NodeConfig& con
   }
   for (const audit::LoadedEntry& le : loaded->log.entries) {
     out->exchange_->Restore(le.entry);
+    out->NoteInBook(le.entry);
     if (!IsWitnessing(le.entry.type)) out->last_activity_.store(static_cast<int64_t>(le.position));
   }
   log::Info("audit_log_open", {{"dir", cfg.dir},
@@ -174,17 +177,29 @@ void NodeAudit::Observe(audit::EntryType type, const absl::StatusOr<audit::Appen
 void NodeAudit::Append(audit::Entry entry, Done done) {
   const std::thread::id caller = std::this_thread::get_id();
   const audit::EntryType type = entry.type;
-  log_->Append(std::move(entry), [this, caller, type, done = std::move(done)](
-                                     absl::StatusOr<audit::AppendResult> r) mutable {
-    Observe(type, r);
-    if (std::this_thread::get_id() != caller) {
-      std::move(done)(std::move(r));
-      return;
-    }
-    absl::MutexLock lock(&mu_);
-    deferred_.emplace_back(
-        [done = std::move(done), r = std::move(r)]() mutable { std::move(done)(std::move(r)); });
-  });
+  std::optional<audit::Entry> booked;
+  if (type == audit::EntryType::kBatchSent || type == audit::EntryType::kBatchReceived ||
+      type == audit::EntryType::kReceipt) {
+    booked = entry;
+  }
+  log_->Append(std::move(entry),
+               [this, caller, type, booked = std::move(booked),
+                done = std::move(done)](absl::StatusOr<audit::AppendResult> r) mutable {
+                 Observe(type, r);
+                 if (r.ok() && booked.has_value()) {
+                   booked->index = r->index;
+                   booked->time_micros = r->time_micros;
+                   NoteInBook(*booked);
+                 }
+                 if (std::this_thread::get_id() != caller) {
+                   std::move(done)(std::move(r));
+                   return;
+                 }
+                 absl::MutexLock lock(&mu_);
+                 deferred_.emplace_back([done = std::move(done), r = std::move(r)]() mutable {
+                   std::move(done)(std::move(r));
+                 });
+               });
 }
 
 void NodeAudit::RunDeferred() {
@@ -199,9 +214,14 @@ void NodeAudit::RunDeferred() {
 absl::Status NodeAudit::Health() const { return log_->Health(); }
 
 absl::StatusOr<audit::AppendResult> NodeAudit::AppendAndWait(audit::Entry entry) {
-  const audit::EntryType type = entry.type;
+  audit::Entry booked = entry;
   absl::StatusOr<audit::AppendResult> r = log_->AppendAndWait(std::move(entry));
-  Observe(type, r);
+  Observe(booked.type, r);
+  if (r.ok()) {
+    booked.index = r->index;
+    booked.time_micros = r->time_micros;
+    NoteInBook(booked);
+  }
   return r;
 }
 
@@ -238,6 +258,106 @@ void NodeAudit::AppendRetained(audit::Entry entry, Done done) {
 const audit::Verifier* NodeAudit::PeerKey(const std::string& peer) const {
   auto it = peer_keys_.find(peer);
   return it == peer_keys_.end() ? nullptr : &it->second;
+}
+
+void NodeAudit::NoteInBook(const audit::Entry& e) {
+  if (!e.partition.has_value() || !e.first_offset.has_value()) return;
+  const BookKey key{e.peer, e.topic, *e.partition};
+  absl::MutexLock lock(&book_mu_);
+  switch (e.type) {
+    case audit::EntryType::kBatchSent: {
+      std::map<int64_t, audit::Entry>& m = unreceipted_[key];
+      m[*e.first_offset] = e;
+      if (m.size() > kUnreceiptedPerPartition) m.erase(m.begin());
+      break;
+    }
+    case audit::EntryType::kReceipt:
+      if (auto it = unreceipted_.find(key); it != unreceipted_.end()) {
+        it->second.erase(*e.first_offset);
+      }
+      break;
+    case audit::EntryType::kBatchReceived: {
+      // The latest entry of a batch wins: a batch logged before a commit that did not happen is
+      // logged again when it is received again.
+      std::map<int64_t, audit::Entry>& m = received_[key];
+      m[*e.first_offset] = e;
+      if (m.size() > kResendPerPartition) m.erase(m.begin());
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+std::vector<std::string> NodeAudit::ResendableReceipts(const std::string& owner,
+                                                       const std::string& topic, int32_t partition,
+                                                       int64_t held_through) {
+  std::vector<std::string> out;
+  if (PeerKey(owner) == nullptr) return out;
+  std::vector<audit::Entry> entries;
+  {
+    absl::MutexLock lock(&book_mu_);
+    auto it = received_.find(BookKey{owner, topic, partition});
+    if (it == received_.end()) return out;
+    for (const auto& [first, e] : it->second) {
+      // Only what our Kafka holds: an entry above it is of a transaction that did not commit.
+      if (e.last_offset.has_value() && *e.last_offset <= held_through) entries.push_back(e);
+    }
+  }
+  for (const audit::Entry& e : entries) {
+    absl::StatusOr<std::string> receipt =
+        audit::SignReceiptFor(e, e.index, e.time_micros, *signer_, owner);
+    if (receipt.ok()) out.push_back(*std::move(receipt));
+  }
+  return out;
+}
+
+size_t NodeAudit::AcceptResentReceipts(
+    const std::string& peer, const std::string& topic,
+    const google::protobuf::RepeatedPtrField<std::string>& receipts) {
+  const audit::Verifier* key = PeerKey(peer);
+  if (key == nullptr) return 0;
+  size_t logged = 0;
+  for (const std::string& bytes : receipts) {
+    absl::StatusOr<audit::Receipt> r = audit::ParseReceipt(bytes);
+    if (!r.ok() || r->topic != topic) continue;
+    std::optional<audit::Entry> sent;
+    {
+      absl::MutexLock lock(&book_mu_);
+      auto it = unreceipted_.find(BookKey{peer, topic, r->partition});
+      if (it != unreceipted_.end()) {
+        if (auto s = it->second.find(r->first_offset); s != it->second.end()) sent = s->second;
+      }
+    }
+    if (!sent.has_value()) continue;  // logged already, or not a batch we know of
+    absl::StatusOr<audit::Entry> entry = audit::AcceptReceipt(bytes, *key, signer_->name(), *sent);
+    if (!entry.ok()) {
+      log::Warn("receipt_resent_refused", {{"peer", peer},
+                                           {"topic", topic},
+                                           {"partition", std::to_string(r->partition)},
+                                           {"first_offset", std::to_string(r->first_offset)},
+                                           {"reason", std::string(entry.status().message())}});
+      continue;
+    }
+    absl::Notification done;
+    absl::Status status;
+    Append(*std::move(entry), [&](absl::StatusOr<audit::AppendResult> a) {
+      status = a.status();
+      done.Notify();
+    });
+    done.WaitForNotification();
+    if (!status.ok()) {
+      log::Error("audit_append_failed",
+                 {{"type", "receipt"}, {"reason", std::string(status.message())}});
+      break;
+    }
+    ++logged;
+  }
+  if (logged > 0) {
+    log::Info("receipts_resent",
+              {{"peer", peer}, {"topic", topic}, {"logged", std::to_string(logged)}});
+  }
+  return logged;
 }
 
 void NodeAudit::RefreshUnwitnessed() {

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -23,6 +24,7 @@
 #include "broker/checkpoint_exchange.h"
 #include "broker/config.h"
 #include "core/metrics.h"
+#include "google/protobuf/repeated_ptr_field.h"
 
 namespace uop::broker {
 
@@ -53,6 +55,20 @@ class NodeAudit final : public audit::AuditSink, public WitnessedLog {
   audit::AuditLog* log() { return log_.get(); }
   // The configured audit key of `peer`, or null.
   const audit::Verifier* PeerKey(const std::string& peer) const;
+  // Receipts sent again (docs/protocol.md, Subscribe.committed_receipts). Receiver side: the
+  // receipts of our latest committed batches of `owner`'s partition (at most kResendPerPartition,
+  // ending at or below `held_through`, the highest origin offset our Kafka holds), signed now
+  // from their batch_received entries; none without the owner's audit key.
+  std::vector<std::string> ResendableReceipts(const std::string& owner, const std::string& topic,
+                                              int32_t partition, int64_t held_through);
+  // Owner side: logs each receipt of `receipts` from `peer` that verifies and names a batch_sent
+  // of ours without a receipt entry; ignores the others (logged already, or unknown). Blocks on
+  // the log. Returns how many it logged.
+  size_t AcceptResentReceipts(const std::string& peer, const std::string& topic,
+                              const google::protobuf::RepeatedPtrField<std::string>& receipts);
+  static constexpr size_t kResendPerPartition = 64;
+  static constexpr size_t kUnreceiptedPerPartition = 256;
+
   // Checkpoint witnessing with the peers whose audit key is configured (state restored from the
   // log at Open).
   CheckpointExchange* exchange() { return exchange_.get(); }
@@ -101,6 +117,15 @@ class NodeAudit final : public audit::AuditSink, public WitnessedLog {
     Done done;
   };
   std::vector<Retained> retained_ ABSL_GUARDED_BY(mu_);  // AppendRetained while unwritable
+
+  // What re-sending receipts needs, per (peer, origin topic, partition), by first offset: the
+  // owner's batch_sent entries that have no receipt entry yet, and the receiver's latest
+  // batch_received entries. Bounded; filled from the log at Open and by Append.
+  void NoteInBook(const audit::Entry& entry);
+  using BookKey = std::tuple<std::string, std::string, int32_t>;
+  absl::Mutex book_mu_;
+  std::map<BookKey, std::map<int64_t, audit::Entry>> unreceipted_ ABSL_GUARDED_BY(book_mu_);
+  std::map<BookKey, std::map<int64_t, audit::Entry>> received_ ABSL_GUARDED_BY(book_mu_);
   std::thread thread_;
 };
 

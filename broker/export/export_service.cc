@@ -522,6 +522,10 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
     options.audit = true;
     // Receipts are required from peers whose audit key we have (docs/protocol.md).
     options.receiver_key = audit->PeerKey(*peer);
+    // Receipts of batches committed before a crash that our log has no receipt for.
+    if (options.receiver_key != nullptr && sub.committed_receipts_size() > 0) {
+      audit->AcceptResentReceipts(*peer, topic, sub.committed_receipts());
+    }
     options.node = service_->config_.node;
     options.peer = *peer;
     options.topic = topic;

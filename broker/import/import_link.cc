@@ -350,6 +350,15 @@ void ImportStream::Setup() {
     last_heard_ = last_sent_ = absl::Now();
     begin = call_;
     subscribe = session_->SubscribeMessage(MakeHello(link_.config->node));
+    if (link_.audit != nullptr) {
+      // Our receipts of what we hold, in case the owner's log lost some (docs/protocol.md).
+      for (const auto& [p, cp] : session_->checkpoints()) {
+        for (std::string& r : link_.audit->ResendableReceipts(link_.peer->name, offer_.topic(), p,
+                                                              cp.last_offset())) {
+          subscribe.mutable_subscribe()->add_committed_receipts(std::move(r));
+        }
+      }
+    }
   }
   begin->Begin(std::move(subscribe));
 }
