@@ -90,7 +90,7 @@ void CheckpointExchange::Restore(const audit::Entry& entry) {
 absl::Status CheckpointExchange::AppendDurable(audit::Entry entry) {
   absl::Notification done;
   absl::Status status;
-  sink_->Append(std::move(entry), [&](absl::StatusOr<audit::AppendResult> r) {
+  sink_->Append(std::move(entry), [&](const absl::StatusOr<audit::AppendResult>& r) {
     status = r.status();
     done.Notify();
   });

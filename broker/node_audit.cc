@@ -341,7 +341,7 @@ size_t NodeAudit::AcceptResentReceipts(
     }
     absl::Notification done;
     absl::Status status;
-    Append(*std::move(entry), [&](absl::StatusOr<audit::AppendResult> a) {
+    Append(*std::move(entry), [&](const absl::StatusOr<audit::AppendResult>& a) {
       status = a.status();
       done.Notify();
     });
@@ -361,7 +361,7 @@ size_t NodeAudit::AcceptResentReceipts(
 }
 
 void NodeAudit::RefreshUnwitnessed() {
-  const double needed = static_cast<double>(last_activity_.load() + 1);
+  const auto needed = static_cast<double>(last_activity_.load() + 1);
   for (const auto& [peer, g] : witness_gauges_) {
     g.unwitnessed->Set(std::max(0.0, needed - g.cosigned->Get()));
   }
