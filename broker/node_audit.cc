@@ -236,6 +236,9 @@ void NodeAudit::AppendAsync(audit::Entry entry) {
 }
 
 void NodeAudit::AppendRetained(audit::Entry entry, Done done) {
+  // A verified receipt held here until the log can take it must not be logged a second time
+  // when the receiver sends it again at its next Subscribe (AcceptResentReceipts).
+  if (entry.type == audit::EntryType::kReceipt) NoteInBook(entry);
   audit::Entry copy = entry;
   Append(std::move(entry), [this, copy = std::move(copy),
                             done = std::move(done)](absl::StatusOr<audit::AppendResult> r) mutable {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/synchronization/notification.h"
 #include "audit/receipt.h"
 #include "gtest/gtest.h"
 
@@ -122,6 +123,28 @@ TEST_F(NodeAuditReceiptsTest, OwnerLogsAResentReceiptOnceAndOnlyForABatchItSent)
   helsinki = Open(*helsinki_, *tallinn_);
   ASSERT_NE(helsinki, nullptr);
   EXPECT_EQ(helsinki->AcceptResentReceipts("tallinn", kTopic, receipts), 0u);
+}
+
+TEST_F(NodeAuditReceiptsTest, ReceiptHeldForTheLogIsNotLoggedAgainWhenResent) {
+  const audit::Entry received = Batch(EntryType::kBatchReceived, "helsinki", 0, 0, 9);
+  const audit::Entry sent = Batch(EntryType::kBatchSent, "tallinn", 0, 0, 9);
+  std::unique_ptr<NodeAudit> helsinki = Open(*helsinki_, *tallinn_);
+  ASSERT_NE(helsinki, nullptr);
+  ASSERT_TRUE(helsinki->AppendAndWait(sent).ok());
+  const std::string receipt = ReceiptOf(received, 7);
+  // The receipt of the Ack, handed to the log (which may hold it until it can write).
+  absl::StatusOr<audit::Entry> entry =
+      audit::AcceptReceipt(receipt, tallinn_->verifier(), "helsinki", sent);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  absl::Notification logged;
+  helsinki->AppendRetained(*entry, [&](const absl::StatusOr<audit::AppendResult>& r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    logged.Notify();
+  });
+  google::protobuf::RepeatedPtrField<std::string> receipts;
+  receipts.Add(std::string(receipt));
+  EXPECT_EQ(helsinki->AcceptResentReceipts("tallinn", kTopic, receipts), 0u);
+  logged.WaitForNotification();
 }
 
 }  // namespace
