@@ -34,7 +34,7 @@ constexpr std::array<absl::string_view, kMaxEntryType + 1> kTypeNames = {
     "unknown",     "node_start",      "node_stop",       "config_change",  "link_up",
     "link_down",   "link_refused",    "batch_sent",      "batch_received", "batch_refused",
     "receipt",     "policy_load",     "policy_rejected", "policy_expired", "checkpoint",
-    "cosignature", "peer_checkpoint", "peer_key"};
+    "cosignature", "peer_checkpoint", "peer_key",        "witness_refused"};
 
 void PutBE(std::string* out, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));

@@ -30,8 +30,11 @@ enum class EntryType : uint8_t {
   kCosignature = 15,     // peer: witness; payload: our checkpoint with the peer's cosignature
   kPeerCheckpoint = 16,  // peer: log owner; payload: the peer's checkpoint with our cosignature
   kPeerKey = 17,         // peer; payload: the peer's audit verifier key (vkey), pinned
+  // Either side of a checkpoint exchange: peer; reason; payload: the checkpoint concerned (the
+  // peer's that we refused to cosign, or ours that the peer refused to cosign)
+  kWitnessRefused = 18,
 };
-inline constexpr uint8_t kMaxEntryType = 17;
+inline constexpr uint8_t kMaxEntryType = 18;
 
 // "batch_sent", "receipt", ...; "unknown" for values outside EntryType.
 absl::string_view EntryTypeName(EntryType type);

@@ -25,7 +25,8 @@ struct PeerConfig {
   std::string identity;  // SAN (DNS name or URI) the peer's certificate must carry
   // The peer's audit verifier key (C2SP vkey, named after the peer), read from the file
   // `audit_key` names; empty: none configured. With one, receipts from this peer are required
-  // and verified, and we sign receipts for its batches (checkpoint witnessing is not wired yet).
+  // and verified, we sign receipts for its batches, and the two nodes cosign each other's
+  // checkpoints (docs/protocol.md section 13).
   std::string audit_vkey;
 };
 

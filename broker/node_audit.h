@@ -5,11 +5,13 @@
 // implements.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -19,13 +21,15 @@
 #include "absl/synchronization/mutex.h"
 #include "audit/audit_log.h"
 #include "audit/keys.h"
+#include "broker/checkpoint_exchange.h"
 #include "broker/config.h"
 #include "core/metrics.h"
+#include "google/protobuf/repeated_ptr_field.h"
 
 namespace uop::broker {
 
 // Thread-safe.
-class NodeAudit final : public audit::AuditSink {
+class NodeAudit final : public audit::AuditSink, public WitnessedLog {
  public:
   // Opens (or creates) the log of `config.audit`, which must be set.
   static absl::StatusOr<std::unique_ptr<NodeAudit>> Open(const NodeConfig& config,
@@ -51,11 +55,34 @@ class NodeAudit final : public audit::AuditSink {
   audit::AuditLog* log() { return log_.get(); }
   // The configured audit key of `peer`, or null.
   const audit::Verifier* PeerKey(const std::string& peer) const;
+  // Receipts sent again (docs/protocol.md, Subscribe.committed_receipts). Receiver side: the
+  // receipts of our latest committed batches of `owner`'s partition (at most kResendPerPartition,
+  // ending at or below `held_through`, the highest origin offset our Kafka holds), signed now
+  // from their batch_received entries; none without the owner's audit key.
+  std::vector<std::string> ResendableReceipts(const std::string& owner, const std::string& topic,
+                                              int32_t partition, int64_t held_through);
+  // Owner side: logs each receipt of `receipts` from `peer` that verifies and names a batch_sent
+  // of ours without a receipt entry; ignores the others (logged already, or unknown). Blocks on
+  // the log. Returns how many it logged.
+  size_t AcceptResentReceipts(const std::string& peer, const std::string& topic,
+                              const google::protobuf::RepeatedPtrField<std::string>& receipts);
+  static constexpr size_t kResendPerPartition = 64;
+  static constexpr size_t kUnreceiptedPerPartition = 256;
+
+  // Checkpoint witnessing with the peers whose audit key is configured (state restored from the
+  // log at Open).
+  CheckpointExchange* exchange() { return exchange_.get(); }
+
+  // WitnessedLog
+  std::optional<audit::SignedCheckpoint> LatestCheckpoint() const override;
+  absl::StatusOr<std::vector<audit::Hash>> ConsistencyProof(uint64_t old_size,
+                                                            uint64_t new_size) const override;
+  std::optional<uint64_t> LastActivity() const override;
 
  private:
   NodeAudit(std::shared_ptr<const audit::Signer> signer, core::Metrics* metrics);
   void Run();  // the timer thread
-  void Observe(const absl::Status& result);
+  void Observe(audit::EntryType type, const absl::StatusOr<audit::AppendResult>& result);
   // On the log's commit thread, whenever its health changes: metrics and logs at once.
   void HealthChanged(const absl::Status& health);
   void RunDeferred();  // runs what deferred_ holds, without mu_
@@ -63,6 +90,16 @@ class NodeAudit final : public audit::AuditSink {
   std::shared_ptr<const audit::Signer> signer_;
   std::map<std::string, audit::Verifier> peer_keys_;
   std::unique_ptr<audit::AuditLog> log_;
+  std::unique_ptr<CheckpointExchange> exchange_;
+  // Per peer: entries of ours other than witnessing that it has not cosigned yet, from the
+  // exchange's gauge of what it cosigned (lock-free: updated on the commit thread too).
+  struct WitnessGauges {
+    core::MetricValue* cosigned;
+    core::MetricValue* unwitnessed;
+  };
+  std::map<std::string, WitnessGauges> witness_gauges_;
+  void RefreshUnwitnessed();
+  std::atomic<int64_t> last_activity_{-1};  // index of the latest non-witnessing entry; -1 none
   core::MetricValue* writable_;
   core::MetricValue* entries_;
   core::MetricValue* errors_;
@@ -80,6 +117,15 @@ class NodeAudit final : public audit::AuditSink {
     Done done;
   };
   std::vector<Retained> retained_ ABSL_GUARDED_BY(mu_);  // AppendRetained while unwritable
+
+  // What re-sending receipts needs, per (peer, origin topic, partition), by first offset: the
+  // owner's batch_sent entries that have no receipt entry yet, and the receiver's latest
+  // batch_received entries. Bounded; filled from the log at Open and by Append.
+  void NoteInBook(const audit::Entry& entry);
+  using BookKey = std::tuple<std::string, std::string, int32_t>;
+  absl::Mutex book_mu_;
+  std::map<BookKey, std::map<int64_t, audit::Entry>> unreceipted_ ABSL_GUARDED_BY(book_mu_);
+  std::map<BookKey, std::map<int64_t, audit::Entry>> received_ ABSL_GUARDED_BY(book_mu_);
   std::thread thread_;
 };
 

@@ -520,6 +520,10 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
     options.audit = true;
     // Receipts are required from peers whose audit key we have (docs/protocol.md).
     options.receiver_key = audit->PeerKey(*peer);
+    // Receipts of batches committed before a crash that our log has no receipt for.
+    if (options.receiver_key != nullptr && sub.committed_receipts_size() > 0) {
+      audit->AcceptResentReceipts(*peer, topic, sub.committed_receipts());
+    }
     options.node = service_->config_.node;
     options.peer = *peer;
     options.topic = topic;
@@ -736,6 +740,50 @@ grpc::ServerUnaryReactor* ExportService::ListOffers(grpc::CallbackServerContext*
         }
       }
     }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ExportService::Witness(grpc::CallbackServerContext* context,
+                                                 const fed::WitnessRequest* request,
+                                                 fed::WitnessResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  setup_workers_.Post([this, context, request, response, reactor] {
+    absl::StatusOr<std::string> peer = AuthenticateCall(context, request->hello());
+    if (!peer.ok()) {
+      log::Warn("witness_refused",
+                {{"client", context->peer()}, {"reason", std::string(peer.status().message())}});
+      AuditRefused(context, peer.status());
+      reactor->Finish(ToGrpcStatus(peer.status()));
+      return;
+    }
+    absl::Status refused;
+    if (audit_ == nullptr) {
+      refused = absl::UnimplementedError(
+          absl::StrCat("node '", config_.node, "' keeps no audit log: it witnesses nothing"));
+    } else if (!audit_->exchange()->HasPeer(*peer)) {
+      refused = absl::FailedPreconditionError(absl::StrCat(
+          "node '", config_.node, "' has no audit key of peer '", *peer, "' configured"));
+    } else if (absl::Status h = audit_->Health(); !h.ok()) {
+      refused = absl::UnavailableError(absl::StrCat("audit log cannot write: ", h.message()));
+    }
+    if (!refused.ok()) {
+      reactor->Finish(ToGrpcStatus(refused));
+      return;
+    }
+    absl::StatusOr<fed::WitnessResponse> answer = audit_->exchange()->Serve(*peer, *request);
+    if (!answer.ok()) {
+      log::Error("witness_failed",
+                 {{"peer", *peer}, {"reason", std::string(answer.status().message())}});
+      reactor->Finish(ToGrpcStatus(absl::UnavailableError(
+          absl::StrCat("audit log cannot record the exchange: ", answer.status().message()))));
+      return;
+    }
+    *response = *std::move(answer);
+    response->mutable_hello()->set_node(config_.node);
+    response->mutable_hello()->set_protocol_version(kProtocolVersion);
+    response->mutable_hello()->set_software(std::string(kSoftware));
     reactor->Finish(grpc::Status::OK);
   });
   return reactor;

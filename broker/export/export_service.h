@@ -52,6 +52,12 @@ class ExportService final : public uop::federation::v1::Federation::CallbackServ
   grpc::ServerBidiReactor<uop::federation::v1::ReceiverMessage, uop::federation::v1::OwnerMessage>*
   Replicate(grpc::CallbackServerContext* context) override;
 
+  // Checkpoint witnessing (broker/checkpoint_exchange.h), on a setup worker: it waits for the
+  // audit log.
+  grpc::ServerUnaryReactor* Witness(grpc::CallbackServerContext* context,
+                                    const uop::federation::v1::WitnessRequest* request,
+                                    uop::federation::v1::WitnessResponse* response) override;
+
   // Ends every stream promptly with UNAVAILABLE "owner node is shutting down" (for shutdown).
   void Stop();
   bool stopping() const { return stopping_.load(); }

@@ -350,6 +350,15 @@ void ImportStream::Setup() {
     last_heard_ = last_sent_ = absl::Now();
     begin = call_;
     subscribe = session_->SubscribeMessage(MakeHello(link_.config->node));
+    if (link_.audit != nullptr) {
+      // Our receipts of what we hold, in case the owner's log lost some (docs/protocol.md).
+      for (const auto& [p, cp] : session_->checkpoints()) {
+        for (std::string& r : link_.audit->ResendableReceipts(link_.peer->name, offer_.topic(), p,
+                                                              cp.last_offset())) {
+          subscribe.mutable_subscribe()->add_committed_receipts(std::move(r));
+        }
+      }
+    }
   }
   begin->Begin(std::move(subscribe));
 }
@@ -875,6 +884,9 @@ void PeerLink::Start() {
   writer_->Start();
   offers_thread_ = std::thread([this] { RunOffers(); });
   group_thread_ = std::thread([this] { RunGroup(); });
+  if (audit_ != nullptr && audit_->exchange()->HasPeer(peer_.name)) {
+    witness_thread_ = std::thread([this] { RunWitness(); });
+  }
 }
 
 bool PeerLink::Stopping() {
@@ -885,11 +897,15 @@ bool PeerLink::Stopping() {
 void PeerLink::Stop() {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ && !offers_thread_.joinable() && !group_thread_.joinable()) return;
+    if (stopping_ && !offers_thread_.joinable() && !group_thread_.joinable() &&
+        !witness_thread_.joinable()) {
+      return;
+    }
     stopping_ = true;
   }
   if (offers_thread_.joinable()) offers_thread_.join();
   if (group_thread_.joinable()) group_thread_.join();
+  if (witness_thread_.joinable()) witness_thread_.join();
   {
     absl::MutexLock lock(&mu_);
     for (auto& [topic, ds] : datasets_) {
@@ -1141,6 +1157,52 @@ void PeerLink::RunOffers() {
     absl::MutexLock lock(&mu_);
     auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping), wait)) return;
+  }
+}
+
+void PeerLink::RunWitness() {
+  CheckpointExchange* exchange = audit_->exchange();
+  fed::Federation::Stub stub(channel_);
+  const absl::Duration every = absl::FromChrono(config_.audit->checkpoint_interval);
+  bool failing = false;  // log a failing call once, not every round
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), every)) return;
+    }
+    // A round: our offer and a request for the owner's; then at most our cosignature of the
+    // owner's checkpoint, or our offer again after a conflict (and its answer).
+    fed::WitnessRequest request = exchange->Request(peer_.name);
+    for (int call = 0; call < 3; ++call) {
+      *request.mutable_hello() = MakeHello(config_.node);
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      fed::WitnessResponse response;
+      grpc::Status status = stub.Witness(&context, request, &response);
+      if (status.ok() && response.hello().node() != peer_.name) {
+        status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                              absl::StrCat("peer says it is '", response.hello().node(), "'"));
+      }
+      if (!status.ok()) {
+        if (!failing) {
+          log::Warn("witness_call_failed", {{"peer", peer_.name},
+                                            {"code", std::to_string(status.error_code())},
+                                            {"reason", status.error_message()}});
+        }
+        failing = true;
+        break;
+      }
+      failing = false;
+      absl::StatusOr<std::optional<fed::WitnessRequest>> next =
+          exchange->OnResponse(peer_.name, response);
+      if (!next.ok()) {
+        log::Error("witness_failed",
+                   {{"peer", peer_.name}, {"reason", std::string(next.status().message())}});
+        break;
+      }
+      if (!next->has_value()) break;
+      request = **std::move(next);
+    }
   }
 }
 

@@ -255,6 +255,9 @@ class PeerLink {
 
   void RunOffers();
   void RunGroup();
+  // Checkpoint witnessing with the owner (when both keep audit logs): a round every
+  // checkpoint_interval, carried by our Witness calls in both directions.
+  void RunWitness();
   absl::Status GroupOnce();
   void OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
   void OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
@@ -300,6 +303,7 @@ class PeerLink {
   std::set<std::string> not_accepted_logged_ ABSL_GUARDED_BY(mu_);
   std::thread offers_thread_;
   std::thread group_thread_;
+  std::thread witness_thread_;
 };
 
 }  // namespace uop::broker

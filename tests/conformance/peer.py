@@ -367,6 +367,12 @@ class _Servicer:
             offers=[pb.DatasetOffer(topic=t, partitions=n, policy_version=self.owner.policy_version)
                     for t, n in self.owner.offers])
 
+    def Witness(self, request, context):
+        # docs/protocol.md section 13: an owner that keeps no audit log witnesses nothing.
+        self._check(context, request.hello)
+        context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                      f"node '{self.owner.node}' keeps no audit log: it witnesses nothing")
+
     def Replicate(self, request_iterator, context):
         # The identity is checked before the first message, from the connection itself.
         peer = authenticate_client(context, self.owner.peers)

@@ -1,14 +1,19 @@
 // Fuzzes what arrives from outside the node or the auditor's machine: proof files, signed
-// checkpoints (with cosignatures), receipts and verifier keys.
+// checkpoints (with cosignatures), checkpoints offered for witnessing (the Witness call),
+// receipts and verifier keys.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "audit/checkpoint.h"
 #include "audit/keys.h"
 #include "audit/proof.h"
 #include "audit/receipt.h"
+#include "audit/witness.h"
 
 namespace {
 
@@ -22,6 +27,11 @@ const uop::audit::Verifier& PeerKey() {
   static const uop::audit::Verifier key = *uop::audit::Verifier::FromVkey(
       "tallinn+1ebebc5e+AXxSwEE3WDxPuhmwrt/1O1PZdur5z4goguehWjTRwcIo");
   return key;
+}
+
+const uop::audit::Signer& WitnessKey() {
+  static const std::unique_ptr<uop::audit::Signer> key = *uop::audit::Signer::Generate("tallinn");
+  return *key;
 }
 
 }  // namespace
@@ -42,6 +52,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (note.ok()) {
     (void)uop::audit::ParseCheckpointBody(note->body);
     (void)uop::audit::VerifyCosigned(input, FixedKey(), PeerKey());
+    // As a peer's offer in a Witness call: against a last cosigned checkpoint, with a proof
+    // taken from the input's first bytes.
+    uop::audit::Checkpoint last;
+    last.origin = "helsinki";
+    last.size = size % 64;
+    std::vector<uop::audit::Hash> proof(size / 97 % 4);
+    for (size_t i = 0; i < proof.size() && (i + 1) * 32 <= size; ++i) {
+      std::copy(data + i * 32, data + (i + 1) * 32, proof[i].begin());
+    }
+    (void)uop::audit::WitnessCheckpoint(input, FixedKey(), last, proof, WitnessKey(), 0);
   }
   absl::StatusOr<uop::audit::Receipt> receipt = uop::audit::ParseReceipt(input);
   if (receipt.ok() && receipt->batch_sha256.size() != 32) std::abort();

@@ -1,7 +1,8 @@
 """Two audited nodes for the audit integration tests: helsinki owns ``noise.observations``
 (3 partitions) and shares it with tallinn; both keep an audit log and hold each other's audit key;
 each city has its own dev-kafka process; tallinn dials helsinki through a TcpProxy, so that
-helsinki may restart on a new port."""
+helsinki may restart on a new port. Checkpoints (and so witnessing rounds) every
+``CHECKPOINT_MS``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from uoptest.cluster import Cluster, Federation, Peer, Uopd, wait_until
 
 TOPIC = Federation.TOPIC
 MIRROR = Federation.MIRROR
+CHECKPOINT_MS = 300
 
 
 def keygen(cluster: Cluster, name: str) -> Path:
@@ -52,13 +54,15 @@ class AuditedPair:
         self.helsinki: Uopd = cluster.uopd(
             "helsinki", peers=[tallinn_peer], kafka_bootstrap=self.hk.bootstrap,
             policies={"noise.yaml": f"dataset: {TOPIC}\nshares:\n  - peer: tallinn\n"},
-            audit={"dir": str(self.haudit), "key": str(self.hkey / "audit.key")})
+            audit={"dir": str(self.haudit), "key": str(self.hkey / "audit.key"),
+                   "checkpoint_interval_ms": CHECKPOINT_MS})
         self.proxy = cluster.proxy(self.helsinki.federation_port)
         helsinki_peer: Peer = cluster.peer("helsinki", self.proxy.address)
         helsinki_peer.audit_key = self.hkey / "audit.vkey"
         self.tallinn: Uopd = cluster.uopd(
             "tallinn", peers=[helsinki_peer], kafka_bootstrap=self.tk.bootstrap,
-            audit={"dir": str(self.taudit), "key": str(self.tkey / "audit.key")})
+            audit={"dir": str(self.taudit), "key": str(self.tkey / "audit.key"),
+                   "checkpoint_interval_ms": CHECKPOINT_MS})
         self.procs = [self.helsinki, self.tallinn]
 
     def restart_owner(self) -> None:
@@ -75,3 +79,29 @@ class AuditedPair:
         wait_until(lambda: self.tallinn.metric("uop_import_stream_up", peer="helsinki",
                                                topic=TOPIC) == 3, 60,
                    "tallinn's 3 import streams of helsinki", procs=self.procs)
+
+    def wait_witnessed(self) -> None:
+        """Until every entry each node has logged (other than the exchange of checkpoints
+        itself) is covered by a checkpoint the other cosigned."""
+        for node, peer in ((self.helsinki, "tallinn"), (self.tallinn, "helsinki")):
+            wait_until(lambda: node.metric("uop_audit_cosigned_entries", peer=peer) > 0
+                       and node.metric("uop_audit_unwitnessed_entries", peer=peer) == 0, 20,
+                       f"{peer} to cosign all of {node.name}'s log", procs=self.procs)
+
+    def export(self, name: str) -> Path:
+        """Bundle of a stopped node's log, checked with both keys."""
+        audit_dir, key, peer_key = ((self.haudit, self.hkey, self.tkey) if name == "helsinki"
+                                    else (self.taudit, self.tkey, self.hkey))
+        out = self.cluster.dir / f"{name}.bundle"
+        r = self.cluster.uopctl("audit", "export", audit_dir, "--key", key / "audit.vkey",
+                                "--peer-key", peer_key / "audit.vkey", "--out", out)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return out
+
+    def reconcile_bundles(self) -> tuple[int, list[str]]:
+        """``uopctl audit reconcile`` of the two exported bundles: exit status and output."""
+        r = self.cluster.uopctl("audit", "reconcile", self.export("helsinki"),
+                                self.export("tallinn"), "--key", self.hkey / "audit.vkey",
+                                "--peer-key", self.tkey / "audit.vkey")
+        assert r.returncode in (0, 1), r.stdout + r.stderr
+        return r.returncode, r.stdout.splitlines()
