@@ -268,9 +268,11 @@ void ImportStream::Stop() {
 absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportStream::Recover() {
   RecoveryTarget target{mirror_topic_, deadletter_topic_, partitions_};
   auto stopping = [this] {
+    if (link_.link_stopping != nullptr && link_.link_stopping->load()) return true;
     absl::MutexLock lock(&mu_);
     return stopping_;
   };
+  if (stopping()) return absl::CancelledError("stopping");
   ASSIGN_OR_RETURN(TopicPartitions open, link_.recovery->OpenTransactions(target, stopping));
   bool fenced = false;
   if (!open.empty()) {
@@ -890,6 +892,7 @@ void PeerLink::Stop() {
     absl::MutexLock lock(&mu_);
     if (stopping_ && !offers_thread_.joinable() && !group_thread_.joinable()) return;
     stopping_ = true;
+    stopping_flag_.store(true);
   }
   if (offers_thread_.joinable()) offers_thread_.join();
   if (group_thread_.joinable()) group_thread_.join();
@@ -1260,8 +1263,8 @@ void PeerLink::Reassign(Dataset* ds) {
     ds->stream.reset();
   }
   if (ds->assigned.empty() || stopping_) return;
-  LinkContext link{&config_,      &peer_,       channel_,        kafka_, metrics_,
-                   writer_.get(), setup_.get(), recovery_.get(), audit_, policies_};
+  LinkContext link{&config_,     &peer_,          channel_,        kafka_, metrics_, writer_.get(),
+                   setup_.get(), recovery_.get(), &stopping_flag_, audit_, policies_};
   ds->stream = std::make_unique<ImportStream>(
       link, ds->offer, std::vector<int32_t>(ds->assigned.begin(), ds->assigned.end()));
   ds->stream->Start();

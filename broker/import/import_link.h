@@ -57,7 +57,10 @@ struct LinkContext {
   LinkWriter* writer = nullptr;
   core::ThreadPool* setup = nullptr;   // recovery and subscription work
   RecoveryReader* recovery = nullptr;  // the link's recovery clients
-  NodeAudit* audit = nullptr;          // null: no audit log
+  // Set once the link stops: recoveries still queued or retrying end at once, so that stopping a
+  // hundred streams one after the other does not wait for each one's lookups.
+  const std::atomic<bool>* link_stopping = nullptr;
+  NodeAudit* audit = nullptr;  // null: no audit log
   // This node's rules in force (the accept stage); null: accept everything offered.
   std::function<std::shared_ptr<const policy::PolicySnapshot>()> policies;
 };
@@ -299,6 +302,7 @@ class PeerLink {
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stopping_flag_{false};  // stopping_, readable without mu_ (LinkContext)
   // Offered datasets whose topics exist, by origin topic; the group subscribes their mirrors.
   std::map<std::string, Dataset> datasets_ ABSL_GUARDED_BY(mu_);
   bool subscription_changed_ ABSL_GUARDED_BY(mu_) = false;
