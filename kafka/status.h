@@ -22,6 +22,10 @@ bool IsFatal(const absl::Status& status);
 // The broker refused this record for good (too large, invalid): it belongs in a dead-letter topic.
 bool IsRecordRefused(const absl::Status& status);
 bool IsRecordRefusedCode(rd_kafka_resp_err_t code);
+// The cluster is catching up, and the same request succeeds a moment later: a new topic whose
+// leaders are not elected or not yet in metadata, a leader that moved, a coordinator that is
+// loading, a transactional offset commit still pending, a request that timed out.
+bool IsTransientCode(rd_kafka_resp_err_t code);
 // The librdkafka error code carried by `status`, RD_KAFKA_RESP_ERR_NO_ERROR if none.
 rd_kafka_resp_err_t CodeOf(const absl::Status& status);
 

@@ -35,6 +35,8 @@ constexpr absl::Duration kSubscribeTimeout = absl::Seconds(30);
 // How long recovery waits for an open transaction on its partitions to end: a zombie's or a
 // stuck one ends at the latest when the coordinator times it out (transaction.timeout.ms 60 s).
 constexpr absl::Duration kOpenTransactionWait = absl::Seconds(75);
+// How soon the offers are listed again when some datasets' topics were not usable yet.
+constexpr absl::Duration kTopicRetry = absl::Seconds(2);
 
 }  // namespace
 
@@ -264,9 +266,14 @@ void ImportStream::Stop() {
 }
 
 absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportStream::Recover() {
-  const std::string& node = link_.config->node;
   RecoveryTarget target{mirror_topic_, deadletter_topic_, partitions_};
-  ASSIGN_OR_RETURN(TopicPartitions open, OpenTransactions(link_.kafka, node, target));
+  auto stopping = [this] {
+    if (link_.link_stopping != nullptr && link_.link_stopping->load()) return true;
+    absl::MutexLock lock(&mu_);
+    return stopping_;
+  };
+  if (stopping()) return absl::CancelledError("stopping");
+  ASSIGN_OR_RETURN(TopicPartitions open, link_.recovery->OpenTransactions(target, stopping));
   bool fenced = false;
   if (!open.empty()) {
     // A transaction is open on our partitions. Ours (records a broker restart left open although
@@ -283,12 +290,9 @@ absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportStream::Recov
     fenced = true;
     const absl::Time deadline = absl::Now() + kOpenTransactionWait;
     while (true) {
-      ASSIGN_OR_RETURN(TopicPartitions still, OpenTransactions(link_.kafka, node, target));
+      ASSIGN_OR_RETURN(TopicPartitions still, link_.recovery->OpenTransactions(target, stopping));
       if (still.empty()) break;
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return absl::CancelledError("stopping");
-      }
+      if (stopping()) return absl::CancelledError("stopping");
       if (absl::Now() > deadline) {
         return absl::FailedPreconditionError(absl::StrCat(
             still.front().first, "[", still.front().second,
@@ -298,7 +302,7 @@ absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> ImportStream::Recov
       absl::SleepFor(absl::Milliseconds(200));  // poll interval for the markers to land
     }
   }
-  return RecoverPositions(link_.kafka, node, link_.group_id, target, fenced);
+  return link_.recovery->RecoverPositions(target, fenced, stopping);
 }
 
 void ImportStream::Setup() {
@@ -875,6 +879,7 @@ PeerLink::PeerLink(const NodeConfig& config, const PeerConfig& peer,
         return group_metadata_;
       },
       log_audit_ != nullptr ? static_cast<AuditSink*>(log_audit_.get()) : &no_audit_);
+  recovery_ = std::make_unique<RecoveryReader>(kafka_, config_.node, group_id_);
   setup_ = std::make_unique<core::ThreadPool>(2);
 }
 
@@ -902,6 +907,7 @@ void PeerLink::Stop() {
       return;
     }
     stopping_ = true;
+    stopping_flag_.store(true);
   }
   if (offers_thread_.joinable()) offers_thread_.join();
   if (group_thread_.joinable()) group_thread_.join();
@@ -1069,6 +1075,7 @@ void PeerLink::RunOffers() {
       }
       const std::map<std::string, absl::Status> ensured =
           topics.empty() ? std::map<std::string, absl::Status>() : kafka_->EnsureTopics(topics);
+      bool topics_pending = false;  // some datasets' topics are not usable yet
       for (const fed::DatasetOffer& offer : response.offers()) {
         const std::string mirror = core::MirrorTopicName(peer_.name, offer.topic());
         const std::string deadletter = core::DeadLetterTopicName(peer_.name, offer.topic());
@@ -1079,6 +1086,7 @@ void PeerLink::RunOffers() {
           log::Warn("import_topic_unavailable", {{"peer", peer_.name},
                                                  {"topic", offer.topic()},
                                                  {"reason", std::string(s.message())}});
+          topics_pending = true;
           continue;  // tried again with the next offers
         }
         const core::Labels labels = {{"peer", peer_.name}, {"topic", offer.topic()}};
@@ -1123,6 +1131,10 @@ void PeerLink::RunOffers() {
       bool all_streaming = true;
       {
         absl::MutexLock lock(&mu_);
+        // Nothing to import yet: no share, or an owner whose Kafka metadata timed out and who
+        // therefore left every topic out (seen at 100 datasets on a loaded owner). Asked again
+        // after the dead-peer timeout, not 15 s.
+        if (datasets_.empty()) all_streaming = false;
         for (const auto& [topic, ds] : datasets_) {
           if (ds.stream != nullptr && ds.stream->withdrawn()) all_streaming = false;
           if (!ds.assigned.empty() &&
@@ -1133,6 +1145,9 @@ void PeerLink::RunOffers() {
         }
       }
       wait = all_streaming ? absl::Seconds(15) : absl::FromChrono(config_.link.dead_peer_timeout);
+      // A loaded broker can take longer than EnsureTopics waits to show 200 new topics (seen at
+      // 100 datasets): their datasets are tried again soon, not a dead-peer timeout later.
+      if (topics_pending) wait = std::min(wait, kTopicRetry);
     } else {
       log::Warn("link_down", {{"peer", peer_.name},
                               {"address", peer_.address},
@@ -1310,16 +1325,15 @@ void PeerLink::Reassign(Dataset* ds) {
     ds->stream.reset();
   }
   if (ds->assigned.empty() || stopping_) return;
-  LinkContext link{&config_,      &peer_,       channel_,  kafka_, metrics_,
-                   writer_.get(), setup_.get(), group_id_, audit_, policies_};
+  LinkContext link{&config_,     &peer_,          channel_,        kafka_, metrics_, writer_.get(),
+                   setup_.get(), recovery_.get(), &stopping_flag_, audit_, policies_};
   ds->stream = std::make_unique<ImportStream>(
       link, ds->offer, std::vector<int32_t>(ds->assigned.begin(), ds->assigned.end()));
   ds->stream->Start();
 }
 
 void PeerLink::OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions) {
-  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(consumer)) == "COOPERATIVE";
-  if (cooperative) {
+  if (std::string_view(rd_kafka_rebalance_protocol(consumer)) == "COOPERATIVE") {
     kafka::Error err(rd_kafka_incremental_assign(consumer, partitions));
   } else {
     rd_kafka_assign(consumer, partitions);
@@ -1327,44 +1341,14 @@ void PeerLink::OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t*
   rd_kafka_pause_partitions(consumer, partitions);
   PublishGroupMetadata(consumer);
   absl::MutexLock lock(&mu_);
-  std::map<std::string, std::vector<int32_t>> added;
-  for (int i = 0; i < partitions->cnt; ++i) {
-    const std::string topic = partitions->elems[i].topic;
-    for (auto& [origin, ds] : datasets_) {
-      if (core::MirrorTopicName(peer_.name, origin) != topic) continue;
-      if (ds.assigned.insert(partitions->elems[i].partition).second) {
-        added[origin].push_back(partitions->elems[i].partition);
-      }
-    }
-  }
-  for (const auto& [origin, list] : added) {
-    log::Info("import_partitions_assigned",
-              {{"peer", peer_.name}, {"topic", origin}, {"partitions", absl::StrJoin(list, ",")}});
-    Reassign(&datasets_[origin]);
-  }
-  PublishMetrics();
+  ChangeAssignment(*partitions, /*assigned=*/true);
 }
 
 void PeerLink::OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions) {
   {
+    // The streams stop (their transactions end) before the partitions are given up.
     absl::MutexLock lock(&mu_);
-    std::map<std::string, std::vector<int32_t>> removed;
-    for (int i = 0; i < partitions->cnt; ++i) {
-      const std::string topic = partitions->elems[i].topic;
-      for (auto& [origin, ds] : datasets_) {
-        if (core::MirrorTopicName(peer_.name, origin) != topic) continue;
-        if (ds.assigned.erase(partitions->elems[i].partition) > 0) {
-          removed[origin].push_back(partitions->elems[i].partition);
-        }
-      }
-    }
-    for (const auto& [origin, list] : removed) {
-      log::Info(
-          "import_partitions_revoked",
-          {{"peer", peer_.name}, {"topic", origin}, {"partitions", absl::StrJoin(list, ",")}});
-      Reassign(&datasets_[origin]);
-    }
-    PublishMetrics();
+    ChangeAssignment(*partitions, /*assigned=*/false);
   }
   if (std::string_view(rd_kafka_rebalance_protocol(consumer)) == "COOPERATIVE") {
     kafka::Error err(rd_kafka_incremental_unassign(consumer, partitions));
@@ -1372,6 +1356,27 @@ void PeerLink::OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* 
     rd_kafka_assign(consumer, nullptr);
   }
   PublishGroupMetadata(consumer);
+}
+
+void PeerLink::ChangeAssignment(const rd_kafka_topic_partition_list_t& partitions, bool assigned) {
+  std::map<std::string, std::string> origin_of;  // mirror topic -> dataset
+  for (const auto& [origin, ds] : datasets_) {
+    origin_of[core::MirrorTopicName(peer_.name, origin)] = origin;
+  }
+  std::map<std::string, std::vector<int32_t>> changed;
+  for (int i = 0; i < partitions.cnt; ++i) {
+    auto it = origin_of.find(partitions.elems[i].topic);
+    if (it == origin_of.end()) continue;
+    std::set<int32_t>& held = datasets_[it->second].assigned;
+    const int32_t p = partitions.elems[i].partition;
+    if (assigned ? held.insert(p).second : held.erase(p) > 0) changed[it->second].push_back(p);
+  }
+  for (const auto& [origin, list] : changed) {
+    log::Info(assigned ? "import_partitions_assigned" : "import_partitions_revoked",
+              {{"peer", peer_.name}, {"topic", origin}, {"partitions", absl::StrJoin(list, ",")}});
+    Reassign(&datasets_[origin]);
+  }
+  PublishMetrics();
 }
 
 void PeerLink::PublishGroupMetadata(rd_kafka_t* consumer) {

@@ -44,6 +44,7 @@
 namespace uop::broker {
 
 class LinkWriter;
+class RecoveryReader;
 class ReplicateCall;
 
 // What a stream needs from its link; all outlive the stream.
@@ -54,9 +55,12 @@ struct LinkContext {
   kafka::Env* kafka = nullptr;
   core::Metrics* metrics = nullptr;
   LinkWriter* writer = nullptr;
-  core::ThreadPool* setup = nullptr;  // recovery and subscription work
-  std::string group_id;               // the link's import group (positions live there)
-  NodeAudit* audit = nullptr;         // null: no audit log
+  core::ThreadPool* setup = nullptr;   // recovery and subscription work
+  RecoveryReader* recovery = nullptr;  // the link's recovery clients
+  // Set once the link stops: recoveries still queued or retrying end at once, so that stopping a
+  // hundred streams one after the other does not wait for each one's lookups.
+  const std::atomic<bool>* link_stopping = nullptr;
+  NodeAudit* audit = nullptr;  // null: no audit log
   // This node's rules in force (the accept stage); null: accept everything offered.
   std::function<std::shared_ptr<const policy::PolicySnapshot>()> policies;
 };
@@ -261,6 +265,10 @@ class PeerLink {
   absl::Status GroupOnce();
   void OnAssigned(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
   void OnRevoked(rd_kafka_t* consumer, rd_kafka_topic_partition_list_t* partitions);
+  // Adds (`assigned`) or removes `partitions` from the datasets' assignments, and restarts the
+  // stream of each dataset whose assignment changed.
+  void ChangeAssignment(const rd_kafka_topic_partition_list_t& partitions, bool assigned)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Restarts the dataset's stream on its current assignment (none: no stream).
   void Reassign(Dataset* dataset) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishGroupMetadata(rd_kafka_t* consumer);
@@ -292,10 +300,12 @@ class PeerLink {
   std::string group_metadata_ ABSL_GUARDED_BY(metadata_mu_);
 
   std::unique_ptr<LinkWriter> writer_;
+  std::unique_ptr<RecoveryReader> recovery_;  // outlives setup_, whose tasks use it
   std::unique_ptr<core::ThreadPool> setup_;
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stopping_flag_{false};  // stopping_, readable without mu_ (LinkContext)
   // Offered datasets whose topics exist, by origin topic; the group subscribes their mirrors.
   std::map<std::string, Dataset> datasets_ ABSL_GUARDED_BY(mu_);
   bool subscription_changed_ ABSL_GUARDED_BY(mu_) = false;
