@@ -231,7 +231,8 @@ VIOLATIONS = {
                                "subscribe"),
     "batch-seq-jump": (lambda: batch(3, 0, [2, 3]), "owner sent batch_seq 3 after 1"),
     "offsets-backwards": (lambda: batch(2, 0, [1, 2]),
-                          "owner sent offset 1 of partition 0 after offset 1"),
+                          "owner sent offset 1 of partition 0 after offset 1 with a resume "
+                          "token that does not order after the previous one"),
 }
 
 
