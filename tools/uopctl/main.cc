@@ -198,6 +198,20 @@ std::map<int32_t, std::set<int64_t>> DeadLettered(const TopicRecords& deadletter
   return out;
 }
 
+// A record read from the origin as the policy library takes it (views into `r`).
+uop::policy::SourceRecord ToSourceRecord(int32_t p, const uop::tools::ReadRecord& r) {
+  uop::policy::SourceRecord in;
+  in.partition = p;
+  in.offset = r.offset;
+  in.timestamp_ms = r.timestamp_ms;
+  if (r.key.has_value()) in.key = *r.key;
+  if (r.value.has_value()) in.value = *r.value;
+  for (const auto& [k, v] : r.headers) {
+    in.headers.emplace_back(k, v.has_value() ? std::string_view(*v) : std::string_view());
+  }
+  return in;
+}
+
 // One origin partition of a share that aggregates: the windows its source makes (the owner's
 // library, from the partition's first record, closed by time at `now`) against the mirror's
 // records, as values: each window exactly once, in order. A window the owner closes later
@@ -235,13 +249,7 @@ void CompareAggregates(int32_t p, const std::vector<uop::tools::ReadRecord>& rec
       }
       transform = *std::move(t);
     }
-    uop::policy::SourceRecord in;
-    in.partition = p;
-    in.offset = r.offset;
-    in.timestamp_ms = r.timestamp_ms;
-    if (r.key.has_value()) in.key = *r.key;
-    if (r.value.has_value()) in.value = *r.value;
-    const uop::policy::Decision d = transform->Apply(in, now, &out);
+    const uop::policy::Decision d = transform->Apply(ToSourceRecord(p, r), now, &out);
     if (d.verdict == uop::policy::Decision::Verdict::kWithheld) {
       ++c->withheld;
       ++c->withheld_by_reason[uop::policy::WithheldReasonName(d.reason)];
@@ -342,15 +350,7 @@ Comparison Compare(const TopicRecords& source, const TopicRecords& target,
         }
         transform = *std::move(t);
       }
-      uop::policy::SourceRecord in;
-      in.partition = p;
-      in.offset = r.offset;
-      in.timestamp_ms = r.timestamp_ms;
-      if (r.key.has_value()) in.key = *r.key;
-      if (r.value.has_value()) in.value = *r.value;
-      for (const auto& [k, v] : r.headers) {
-        in.headers.emplace_back(k, v.has_value() ? std::string_view(*v) : std::string_view());
-      }
+      const uop::policy::SourceRecord in = ToSourceRecord(p, r);
       uop::policy::TransformOutput out;
       const uop::policy::Decision d = transform->Apply(in, now, &out);
       if (d.verdict != uop::policy::Decision::Verdict::kKept || out.records.size() != 1) {
