@@ -158,16 +158,21 @@ ready_file: {city}-bridge.ready.json
 """
 
 
-def site_summary(kcat, bootstrap, topic):
-    """Observations per site in `topic`: (site name, city) -> (count, mean, min, max LAeq)."""
+def json_values(kcat, bootstrap, topic):
+    """Every record value of `topic` that is JSON, decoded, in partition order."""
     r = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%s\n"],
                        capture_output=True, text=True, timeout=120)
-    by = collections.defaultdict(list)
     for line in r.stdout.splitlines():
         try:
-            o = json.loads(line)
+            yield json.loads(line)
         except ValueError:
             continue
+
+
+def site_summary(kcat, bootstrap, topic):
+    """Observations per site in `topic`: (site name, city) -> (count, mean, min, max LAeq)."""
+    by = collections.defaultdict(list)
+    for o in json_values(kcat, bootstrap, topic):
         by[o["Datastream"]["Thing"]["name"]].append(o["result"])
     return {k: (len(v), sum(v) / len(v), min(v), max(v)) for k, v in sorted(by.items())}
 
@@ -175,14 +180,8 @@ def site_summary(kcat, bootstrap, topic):
 def window_summary(kcat, bootstrap, topic):
     """15-minute aggregates per sensor in `topic`: key -> (windows, observations, mean of the
     window means weighted by count, highest max)."""
-    r = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%s\n"],
-                       capture_output=True, text=True, timeout=120)
     by = collections.defaultdict(list)
-    for line in r.stdout.splitlines():
-        try:
-            w = json.loads(line)
-        except ValueError:
-            continue
+    for w in json_values(kcat, bootstrap, topic):
         by[w["key"]].append(w)
     out = {}
     for key, ws in sorted(by.items()):
