@@ -323,11 +323,11 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
   const YAML::Node link = root["link"];
   if (link.IsDefined() && !link.IsNull()) {
     if (!link.IsMap()) return Error(link, "link", "expected a mapping");
-    if (absl::Status s =
-            CheckKeys(link, "link",
-                      {"heartbeat_interval_ms", "dead_peer_timeout_ms",
-                       "reconnect_backoff_initial_ms", "reconnect_backoff_max_ms", "window_batches",
-                       "window_bytes", "batch_max_records", "batch_max_bytes", "export_workers"});
+    if (absl::Status s = CheckKeys(
+            link, "link",
+            {"heartbeat_interval_ms", "dead_peer_timeout_ms", "reconnect_backoff_initial_ms",
+             "reconnect_backoff_max_ms", "window_batches", "window_bytes", "batch_max_records",
+             "batch_max_bytes", "export_workers", "read_ahead_bytes"});
         !s.ok()) {
       return s;
     }
@@ -354,7 +354,9 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
           num("window_bytes", t.window_bytes, 1024, int64_t{1} << 32),
           num("batch_max_records", t.batch_max_records, 1, 1000000),
           num("batch_max_bytes", t.batch_max_bytes, 1024, 64 << 20),
-          num("export_workers", t.export_workers, 1, 64)}) {
+          num("export_workers", t.export_workers, 1, 64),
+          // librdkafka's queued.max.messages.kbytes: 1 KiB to 2 GiB - 1 KiB.
+          num("read_ahead_bytes", t.read_ahead_bytes, 1 << 20, int64_t{2097151} << 10)}) {
       if (!s.ok()) return s;
     }
     if (t.dead_peer_timeout <= t.heartbeat_interval) {

@@ -52,6 +52,8 @@ struct LinkTuning {
   int batch_max_records = 5000;
   int64_t batch_max_bytes = 1 << 20;
   int export_workers = 2;  // owner threads that read Kafka and cut batches, for all streams
+  // Owner: what librdkafka may fetch ahead for one stream (all its partitions), in bytes.
+  int64_t read_ahead_bytes = int64_t{32} << 20;
 };
 
 struct NodeConfig {

@@ -559,11 +559,11 @@ ExportService::ExportService(const NodeConfig& config,
                         [kafka](const std::string& topic) { return kafka->PartitionCount(topic); },
                         kPartitionCountsMaxAge, core::Clock::Real()),
       consumers_(
-          [kafka, node = config.node](
+          [kafka, node = config.node, read_ahead = config.link.read_ahead_bytes](
               const std::string& peer) -> absl::StatusOr<std::unique_ptr<PartitionConsumer>> {
             // The group names the peer, for kafka-consumer-groups; nothing reads its offsets.
-            return KafkaPartitionConsumer::Open(kafka,
-                                                absl::StrCat("uop-export.", node, ".", peer));
+            return KafkaPartitionConsumer::Open(kafka, absl::StrCat("uop-export.", node, ".", peer),
+                                                read_ahead);
           },
           kIdleConsumerClose, core::Clock::Real()),
       consumers_gauge_(metrics->Gauge("uop_export_kafka_consumers",

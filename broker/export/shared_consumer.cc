@@ -1,6 +1,7 @@
 // librdkafka consumer shared by streams -> SourceRecord, per stream through its own queue.
 #include "broker/export/shared_consumer.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 
@@ -165,7 +166,7 @@ class KafkaPartitionSource final : public RecordSource {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KafkaPartitionConsumer>> KafkaPartitionConsumer::Open(
-    kafka::Env* env, const std::string& group_id) {
+    kafka::Env* env, const std::string& group_id, int64_t read_ahead_bytes) {
   auto consumer = std::unique_ptr<KafkaPartitionConsumer>(new KafkaPartitionConsumer());
   consumer->group_id_ = group_id;
   absl::StatusOr<kafka::Handle> handle = env->NewClient(
@@ -178,10 +179,12 @@ absl::StatusOr<std::unique_ptr<KafkaPartitionConsumer>> KafkaPartitionConsumer::
        {"enable.partition.eof", "true"},
        // With a queue per stream, librdkafka applies both read-ahead bounds to each stream's
        // queue (it measures the queue a partition forwards to): memory grows with streams
-       // (datasets), not partitions. A high count limit avoids the fetch stalls measured with
-       // the defaults (docs/librdkafka.md); the byte limit is the one that binds.
-       {"queued.min.messages", "200000"},
-       {"queued.max.messages.kbytes", std::to_string(kReadAheadKiBPerStream)},
+       // (datasets), not partitions. A queue that reaches a bound is not fetched for again for
+       // up to a second, however fast it drains (docs/librdkafka.md), so the bound must hold
+       // more than a stream sends while it waits for credit: the byte limit is the one that
+       // binds, and the count limit is set out of the way (its maximum).
+       {"queued.min.messages", "10000000"},
+       {"queued.max.messages.kbytes", std::to_string(std::max<int64_t>(1, read_ahead_bytes >> 10))},
        // A fetch response stays in memory until its last record is read, and one response
        // carries records for many streams: small responses keep a stream without credit from
        // pinning megabytes that other streams' records arrived in.

@@ -13,10 +13,6 @@
 
 namespace uop::broker {
 
-// The read-ahead a stream's queue holds at most (librdkafka's queued.max.messages.kbytes, which
-// with a queue per stream bounds each stream's queue: docs/librdkafka.md).
-inline constexpr int kReadAheadKiBPerStream = 1024;
-
 // One librdkafka consumer (group `group_id`, for monitoring commits only). Partitions are
 // started and stopped one by one with librdkafka's per-partition consume API
 // (rd_kafka_consume_start_queue / rd_kafka_consume_stop) rather than through the group's
@@ -26,8 +22,12 @@ inline constexpr int kReadAheadKiBPerStream = 1024;
 // Thread-safe; `env` must outlive it.
 class KafkaPartitionConsumer final : public PartitionConsumer {
  public:
+  // `read_ahead_bytes`: what one stream's queue holds at most (librdkafka's
+  // queued.max.messages.kbytes, which with a queue per stream bounds each stream's queue, and
+  // which a stream must not reach in normal flow: docs/librdkafka.md).
   static absl::StatusOr<std::unique_ptr<KafkaPartitionConsumer>> Open(kafka::Env* env,
-                                                                      const std::string& group_id);
+                                                                      const std::string& group_id,
+                                                                      int64_t read_ahead_bytes);
   ~KafkaPartitionConsumer() override;
 
   absl::StatusOr<std::unique_ptr<RecordSource>> Start(

@@ -69,6 +69,25 @@ TEST_F(ConfigTest, ParsesAFullConfigAndResolvesPathsAgainstTheFile) {
   EXPECT_EQ(config->FindPeer("riga"), nullptr);
 }
 
+TEST_F(ConfigTest, ReadAheadDefaultsTo32MiBAndIsBoundedByLibrdkafkasRange) {
+  auto config = Parse(kValid);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->link.read_ahead_bytes, int64_t{32} << 20);
+
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("link: {"), 7, "link: {read_ahead_bytes: 8388608, ");
+  config = Parse(yaml);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->link.read_ahead_bytes, 8388608);
+
+  yaml = kValid;
+  yaml.replace(yaml.find("link: {"), 7, "link: {read_ahead_bytes: 4096, ");
+  config = Parse(yaml);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("node.yaml:14:"));
+  EXPECT_THAT(config.status().message(), HasSubstr("read_ahead_bytes"));
+}
+
 TEST_F(ConfigTest, UnknownKeyNamesFileLineColumnAndKey) {
   std::string yaml = kValid;
   yaml.replace(yaml.find("admin:"), 6, "admn:");
