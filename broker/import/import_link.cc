@@ -372,9 +372,13 @@ void ImportStream::OnMessage(uint64_t attempt, fed::OwnerMessage&& message) {
     absl::MutexLock lock(&inbox_mu_);
     inbox_.emplace_back(attempt, std::move(message));
   }
-  // Applied now if the stream is free; else by whoever holds it (the writer after staging, the
-  // timer tick), never by waiting here on a gRPC thread.
-  if (!mu_.TryLock()) return;
+  // Applied now if the stream is free, never by waiting here on a gRPC thread. Else the writer
+  // applies it: whoever holds the stream may have drained the inbox already, and the writer's
+  // next round drains every stream's inbox (HasQueued).
+  if (!mu_.TryLock()) {
+    link_.writer->Wake();
+    return;
+  }
   Drained drained = DrainInboxLocked();
   mu_.Unlock();
   AfterDrain(drained);
@@ -559,9 +563,16 @@ void ImportStream::PublishLocked() {
 }
 
 bool ImportStream::HasQueued() {
-  absl::MutexLock lock(&mu_);
-  return state_ == State::kStreaming && session_ != nullptr && session_->has_queued() &&
-         !session_->has_staged();
+  Drained drained;
+  bool queued = false;
+  {
+    absl::MutexLock lock(&mu_);
+    drained = DrainInboxLocked();  // messages that found the stream held (OnMessage)
+    queued = state_ == State::kStreaming && session_ != nullptr && session_->has_queued() &&
+             !session_->has_staged();
+  }
+  if (drained.cancel != nullptr) drained.cancel->Cancel();
+  return queued;
 }
 
 absl::Status ImportStream::Stage(TransactionalSink* sink, Positions* positions) {
