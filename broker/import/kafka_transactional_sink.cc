@@ -35,7 +35,12 @@ absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> KafkaTransactionalSink::
        {"linger.ms", "5"},
        {"batch.size", "1000000"},
        {"transaction.timeout.ms", "60000"},
-       {"message.timeout.ms", "55000"}},  // within transaction.timeout.ms, as librdkafka requires
+       {"message.timeout.ms", "55000"},  // within transaction.timeout.ms, as librdkafka requires
+       // Right after a commit the coordinator answers the next AddPartitionsToTxn with
+       // CONCURRENT_TRANSACTIONS until it has written the markers, and librdkafka 2.0.2 retries
+       // after retry.backoff.ms: 100 ms by default, which every transaction then waited
+       // (docs/librdkafka.md). The Java producer retries this after 20 ms.
+       {"retry.backoff.ms", "10"}},
       [raw](rd_kafka_conf_t* conf) {
         rd_kafka_conf_set_opaque(conf, raw);
         rd_kafka_conf_set_dr_msg_cb(conf, &KafkaTransactionalSink::OnDelivery);
