@@ -47,7 +47,7 @@ struct LinkTuning {
   std::chrono::milliseconds dead_peer_timeout{5000};
   std::chrono::milliseconds reconnect_backoff_initial{200};
   std::chrono::milliseconds reconnect_backoff_max{10000};
-  int window_batches = 8;          // credit per partition stream, in batches
+  int window_batches = 64;         // credit per partition stream, in batches
   int64_t window_bytes = 8 << 20;  // credit per partition stream, in bytes
   int batch_max_records = 5000;
   int64_t batch_max_bytes = 1 << 20;

@@ -142,7 +142,7 @@ class RefusedRecords {
 class ImportSession {
  public:
   struct Options {
-    int window_batches = 8;
+    int window_batches = 64;
     int64_t window_bytes = 8 << 20;
     bool digest_batches = false;  // compute WrittenBatch::sha256 (for the audit log)
     // The accept stage: the receiver's own rules in force (looked up once per transaction).
