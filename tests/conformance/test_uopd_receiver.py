@@ -26,7 +26,7 @@ MIRROR = f"helsinki.{TOPIC}"
 PARTITIONS = 2
 HB = LINK["heartbeat_interval_ms"] / 1000
 DEAD = LINK["dead_peer_timeout_ms"] / 1000
-WINDOW_BATCHES, WINDOW_BYTES = 8, 8 << 20  # the uopd defaults (link.window_*)
+WINDOW_BATCHES, WINDOW_BYTES = 64, 8 << 20  # the uopd defaults (link.window_*)
 
 
 class Receiver:
