@@ -503,6 +503,10 @@ def build_report(meta: dict, config: dict, scales: dict[int, list[dict]]) -> tup
         streaming = (fmt(r.get("all_streaming_s")) if r.get("all_streaming_s") is not None else
                      f"not within {r.get('sampled_s', 0):.0f} s: max {r.get('stream_up_max')} of "
                      f"{r['partitions']}")
+        if r.get("stream_up_min_after_all") is not None:
+            # Streams that came up and then fell (restarts) are not "streaming".
+            streaming += (f" (then ≥ {r['stream_up_min_after_all']} up; "
+                          f"{fmt(r.get('reconnects'))} stream restarts)")
         label = f"{r['partitions']} ({r['datasets']} × 6)"
         if "helsinki" not in r:
             md.append(f"| {label} | failed: {r.get('error')} |||||||||")
@@ -543,9 +547,12 @@ def build_report(meta: dict, config: dict, scales: dict[int, list[dict]]) -> tup
     top = rows[-1] if rows else {}
     if top.get("helsinki"):
         s = top.get("all_streaming_s")
+        stayed = top.get("stream_up_min_after_all")
         targets.append((f"all {top['partitions']} partitions streaming ≤ {TARGET_STREAMING_S:.0f} s "
-                        f"after start", s is not None and s <= TARGET_STREAMING_S,
-                        f"{s} s" if s is not None else
+                        f"after start, and staying up", s is not None and s <= TARGET_STREAMING_S
+                        and stayed == top["partitions"],
+                        f"{s} s, then at least {stayed} of {top['partitions']} up to the end"
+                        if s is not None else
                         f"not within {top.get('sampled_s', 0):.0f} s (max {top.get('stream_up_max')})"))
         # Threads and memory at a scale count only once every partition streamed: a node that
         # never got that far has not paid for them yet.

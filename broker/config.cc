@@ -326,8 +326,8 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
     if (absl::Status s = CheckKeys(
             link, "link",
             {"heartbeat_interval_ms", "dead_peer_timeout_ms", "reconnect_backoff_initial_ms",
-             "reconnect_backoff_max_ms", "window_batches", "window_bytes", "batch_max_records",
-             "batch_max_bytes", "export_workers", "read_ahead_bytes"});
+             "reconnect_backoff_max_ms", "window_batches", "window_bytes", "receive_buffer_bytes",
+             "batch_max_records", "batch_max_bytes", "export_workers", "read_ahead_bytes"});
         !s.ok()) {
       return s;
     }
@@ -352,6 +352,7 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
           ms("reconnect_backoff_max_ms", t.reconnect_backoff_max, 10, 600000),
           num("window_batches", t.window_batches, 1, 1024),
           num("window_bytes", t.window_bytes, 1024, int64_t{1} << 32),
+          num("receive_buffer_bytes", t.receive_buffer_bytes, 1 << 20, int64_t{1} << 34),
           num("batch_max_records", t.batch_max_records, 1, 1000000),
           num("batch_max_bytes", t.batch_max_bytes, 1024, 64 << 20),
           num("export_workers", t.export_workers, 1, 64),

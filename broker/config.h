@@ -49,6 +49,9 @@ struct LinkTuning {
   std::chrono::milliseconds reconnect_backoff_max{10000};
   int window_batches = 64;         // credit per partition stream, in batches
   int64_t window_bytes = 8 << 20;  // credit per partition stream, in bytes
+  // Receiver: byte credit of all the streams of one peer link together (their windows shrink to
+  // share it), which bounds what the link holds in memory however many partitions it pulls.
+  int64_t receive_buffer_bytes = int64_t{128} << 20;
   int batch_max_records = 5000;
   int64_t batch_max_bytes = 1 << 20;
   int export_workers = 2;  // owner threads that read Kafka and cut batches, for all streams

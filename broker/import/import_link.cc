@@ -219,6 +219,10 @@ void ImportStream::Start() {
 }
 
 void ImportStream::Readmit() {
+  // Called for every offered dataset under the link's mutex: a stream that is not withdrawn may
+  // be held by the writer for as long as Kafka takes, and waiting for it here would stop the
+  // link's ticks, and with them every stream's heartbeats (seen at 100 datasets).
+  if (!withdrawn_.load()) return;
   absl::MutexLock lock(&mu_);
   if (!withdrawn_.load() || stopping_) return;
   withdrawn_.store(false);
@@ -227,6 +231,20 @@ void ImportStream::Readmit() {
   log::Info(
       "import_share_back",
       {{"peer", link_.peer->name}, {"topic", offer_.topic()}, {"partitions", partitions_label_}});
+}
+
+int64_t ImportStream::WindowBytes() const {
+  // A stream's share of the link's receive buffer, by partitions, within window_bytes per
+  // partition; never below 1 MiB (a batch of the owner's default size), so that every stream
+  // moves however many share the buffer.
+  constexpr int64_t kMinWindowBytes = 1 << 20;
+  const LinkTuning& tuning = link_.config->link;
+  const auto n = static_cast<int64_t>(partitions_.size());
+  const int64_t all =
+      std::max<int64_t>(n, link_.link_partitions == nullptr ? 0 : link_.link_partitions->load());
+  const int64_t wanted = tuning.window_bytes * n;
+  const int64_t share = tuning.receive_buffer_bytes / all * n;
+  return std::min(wanted, std::max(share, kMinWindowBytes));
 }
 
 void ImportStream::Stop() {
@@ -315,8 +333,17 @@ void ImportStream::Setup() {
     // A barrier: a transaction of the link's writer that still carries batches of our previous
     // attempt (staged before it ended) commits or aborts before we read what Kafka holds, or
     // recovery would miss what it writes and the owner would send it again. Later transactions
-    // leave this stream out (it is not streaming).
-    { absl::MutexLock write(&link_.writer->write_mutex()); }
+    // leave this stream out (it is not streaming). An attempt with nothing staged (the first,
+    // or one whose transaction is over) does not wait for the writer: under a backlog its rounds
+    // take seconds, and 100 streams setting up one per round took a minute to start.
+    bool staged = false;
+    {
+      absl::MutexLock lock(&mu_);
+      staged = session_ != nullptr && session_->has_staged();
+    }
+    if (staged) {
+      absl::MutexLock write(&link_.writer->write_mutex());
+    }
     checkpoints = Recover();
   }
   std::shared_ptr<ReplicateCall> begin;
@@ -324,8 +351,11 @@ void ImportStream::Setup() {
   std::unique_ptr<ImportSession> old_session;
   std::shared_ptr<ReplicateCall> old_call;
   {
-    absl::MutexLock write(&link_.writer->write_mutex());
     absl::MutexLock lock(&mu_);
+    // The writer stages only streams that are streaming, and this one is not: what the old
+    // session had staged was over once the barrier passed, so it is replaced under our mutex.
+    UOP_CHECK(session_ == nullptr || !session_->has_staged(),
+              "a stream being set up has batches in the writer's transaction");
     setup_running_ = false;
     old_session = std::move(session_);
     old_call = std::move(call_);
@@ -342,8 +372,8 @@ void ImportStream::Setup() {
     const int n = static_cast<int>(partitions_.size());
     const LinkTuning& tuning = link_.config->link;
     session_ = std::make_unique<ImportSession>(
-        ImportSession::Options{tuning.window_batches * n, tuning.window_bytes * n,
-                               link_.audit != nullptr, link_.policies},
+        ImportSession::Options{tuning.window_batches * n, WindowBytes(), link_.audit != nullptr,
+                               link_.policies},
         link_.peer->name, offer_.topic(), *std::move(checkpoints), core::Clock::Real());
     reported_ = ImportSession::Stats();
     failure_ = absl::OkStatus();
@@ -590,7 +620,8 @@ absl::Status ImportStream::Stage(TransactionalSink* sink, Positions* positions) 
 
 absl::Status ImportStream::Record(AuditSink* audit) {
   absl::MutexLock lock(&mu_);
-  // session_ is replaced only under the writer's mutex, which the caller holds.
+  // A session with staged batches is not replaced before their transaction ends (Setup waits
+  // for the writer's mutex, which the caller holds, and Stop takes it).
   if (session_ == nullptr || !session_->has_staged()) return absl::OkStatus();
   absl::Status s = session_->Record(audit);
   if (!s.ok()) {
@@ -609,6 +640,7 @@ void ImportStream::Committed() {
   {
     absl::MutexLock lock(&mu_);
     if (session_ == nullptr || !session_->has_staged()) return;
+    session_->SetWindowBytes(WindowBytes());  // follows the link's partitions
     absl::StatusOr<std::vector<fed::ReceiverMessage>> replies = session_->Committed(&refused_);
     UOP_CHECK(replies.ok(), "Committed() of a recorded transaction cannot fail");
     progressed_ = true;
@@ -728,8 +760,8 @@ absl::Status LinkWriter::EnsureSink() {
   if (sink_ != nullptr) return absl::OkStatus();
   // init_transactions fences an earlier incarnation of this node (same transactional.id) and
   // aborts what it left open.
-  ASSIGN_OR_RETURN(sink_,
-                   KafkaTransactionalSink::Create(kafka_, transactional_id_, group_metadata_));
+  ASSIGN_OR_RETURN(sink_, KafkaTransactionalSink::Create(kafka_, transactional_id_, group_metadata_,
+                                                         config_.link.receive_buffer_bytes));
   log::Info("import_producer_ready",
             {{"peer", peer_.name}, {"transactional_id", transactional_id_}});
   return absl::OkStatus();
@@ -1330,14 +1362,18 @@ absl::Status PeerLink::GroupOnce() {
 }
 
 void PeerLink::Reassign(Dataset* ds) {
+  int partitions = 0;
+  for (const auto& [topic, d] : datasets_) partitions += static_cast<int>(d.assigned.size());
+  link_partitions_.store(partitions);
   if (ds->stream != nullptr) {
     // Its transaction ends before another node may take the partitions.
     ds->stream->Stop();
     ds->stream.reset();
   }
   if (ds->assigned.empty() || stopping_) return;
-  LinkContext link{&config_,     &peer_,          channel_,        kafka_, metrics_, writer_.get(),
-                   setup_.get(), recovery_.get(), &stopping_flag_, audit_, policies_};
+  LinkContext link{&config_,        &peer_,        channel_,     kafka_,
+                   metrics_,        writer_.get(), setup_.get(), recovery_.get(),
+                   &stopping_flag_, audit_,        policies_,    &link_partitions_};
   ds->stream = std::make_unique<ImportStream>(
       link, ds->offer, std::vector<int32_t>(ds->assigned.begin(), ds->assigned.end()));
   ds->stream->Start();

@@ -63,6 +63,9 @@ struct LinkContext {
   NodeAudit* audit = nullptr;  // null: no audit log
   // This node's rules in force (the accept stage); null: accept everything offered.
   std::function<std::shared_ptr<const policy::PolicySnapshot>()> policies;
+  // Origin partitions the link pulls, all datasets together: streams share the link's receive
+  // buffer (link.receive_buffer_bytes) by partitions. Null: a stream has the buffer to itself.
+  const std::atomic<int>* link_partitions = nullptr;
 };
 
 // One Replicate stream: one dataset, the partitions of it this node holds. Attempts follow each
@@ -107,6 +110,8 @@ class ImportStream {
   enum class State { kIdle, kRecovering, kSubscribing, kStreaming, kEnding, kBackoff, kStopped };
 
   void Setup();  // on the setup pool
+  // The byte window this stream grants now (docs/configuration.md, link.receive_buffer_bytes).
+  int64_t WindowBytes() const;
   absl::StatusOr<std::map<int32_t, core::PartitionCheckpoint>> Recover();
   // From the call's callbacks: queued in the inbox, applied at once only if the stream's mutex
   // is free (gRPC's callback threads never wait for it).
@@ -306,6 +311,7 @@ class PeerLink {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> stopping_flag_{false};  // stopping_, readable without mu_ (LinkContext)
+  std::atomic<int> link_partitions_{0};     // assigned, all datasets (LinkContext)
   // Offered datasets whose topics exist, by origin topic; the group subscribes their mirrors.
   std::map<std::string, Dataset> datasets_ ABSL_GUARDED_BY(mu_);
   bool subscription_changed_ ABSL_GUARDED_BY(mu_) = false;

@@ -39,7 +39,9 @@ ImportSession::ImportSession(Options options, std::string peer, std::string orig
       clock_(clock),
       checkpoints_(std::move(checkpoints)),
       batch_credit_(options.window_batches),
-      byte_credit_(options.window_bytes) {
+      byte_credit_(options.window_bytes),
+      window_bytes_(options.window_bytes),
+      target_window_bytes_(options.window_bytes) {
   UOP_CHECK(!checkpoints_.empty(), "a stream subscribes at least one partition");
 }
 
@@ -334,12 +336,24 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
   out[0].mutable_ack()->set_through_batch_seq(written_seq_);
   for (fed::BatchReceipt& r : receipts) *out[0].mutable_ack()->add_receipts() = std::move(r);
   for (fed::RecordRefusal& r : st.refusals) *out[0].mutable_ack()->add_refusals() = std::move(r);
+  // What was written comes back as credit, less what a smaller window takes or plus what a
+  // larger one adds: credit already granted is never taken back, so a window shrinks only as
+  // fast as batches are written.
+  int64_t bytes = static_cast<int64_t>(st.bytes);
+  const int64_t change = std::max(target_window_bytes_ - window_bytes_, -bytes);
+  bytes += change;
+  window_bytes_ += change;
   out[1].mutable_credit()->set_batches(static_cast<uint32_t>(st.batches));
-  out[1].mutable_credit()->set_bytes(st.bytes);
+  out[1].mutable_credit()->set_bytes(static_cast<uint64_t>(bytes));
   batch_credit_ += static_cast<int64_t>(st.batches);
-  byte_credit_ += static_cast<int64_t>(st.bytes);
+  byte_credit_ += bytes;
   queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(st.batches));
   return out;
+}
+
+void ImportSession::SetWindowBytes(int64_t bytes) {
+  UOP_CHECK(bytes >= 1, "a window of at least one byte");
+  target_window_bytes_ = bytes;
 }
 
 int64_t ImportSession::lag_records() const {

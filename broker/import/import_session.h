@@ -171,6 +171,13 @@ class ImportSession {
 
   bool has_queued() const { return !queue_.empty(); }
 
+  // Resizes the byte window (the link shares one memory budget among its streams). It takes
+  // effect as batches are written: the next Credits return less (never below zero) or more than
+  // was written, until the window granted equals `bytes`. At least 1.
+  void SetWindowBytes(int64_t bytes);
+  // The byte window now: the owner's byte credit plus the bytes it sent that are not written.
+  int64_t window_bytes() const { return window_bytes_; }
+
   // Writes every queued batch in one transaction through `sink`, records it in `audit` before
   // the commit, and returns the Ack and Credit to send. Refused records are dead-lettered
   // (remembered in `refused` across failures). On error nothing is acknowledged and the stream
@@ -248,6 +255,8 @@ class ImportSession {
   uint64_t written_seq_ = 0;
   int64_t batch_credit_;  // what the owner may still send
   int64_t byte_credit_;
+  int64_t window_bytes_;         // byte_credit_ + bytes received or in flight, not yet written
+  int64_t target_window_bytes_;  // what window_bytes_ moves to (SetWindowBytes)
   std::string policy_version_;
   int64_t last_origin_timestamp_ms_ = 0;
   Stats stats_;

@@ -1,8 +1,10 @@
 // OutRecord -> librdkafka transactional produce.
 #include "broker/import/kafka_transactional_sink.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "core/log.h"
@@ -22,7 +24,15 @@ std::string RefusalReason(rd_kafka_resp_err_t code) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> KafkaTransactionalSink::Create(
-    kafka::Env* env, const std::string& transactional_id, GroupMetadata group_metadata) {
+    kafka::Env* env, const std::string& transactional_id, GroupMetadata group_metadata,
+    int64_t staged_bytes) {
+  // The receive windows bound what a transaction stages, so the producer's queue must not bind
+  // first: when it does, Produce waits for room while the writer holds the stream, whose
+  // heartbeats then stop, and the owner ends it as dead (seen at 100 datasets, where
+  // librdkafka's default of 100 000 messages was a few seconds of backlog). Twice the windows,
+  // at least librdkafka's default 1 GiB, at most its maximum.
+  const int64_t queue_kbytes =
+      std::clamp<int64_t>(2 * staged_bytes / 1024, 1 << 20, std::numeric_limits<int32_t>::max());
   auto sink = std::unique_ptr<KafkaTransactionalSink>(new KafkaTransactionalSink());
   sink->group_metadata_ = std::move(group_metadata);
   sink->transactional_id_ = transactional_id;
@@ -34,6 +44,8 @@ absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> KafkaTransactionalSink::
        {"acks", "all"},
        {"linger.ms", "5"},
        {"batch.size", "1000000"},
+       {"queue.buffering.max.messages", std::to_string(std::numeric_limits<int32_t>::max())},
+       {"queue.buffering.max.kbytes", std::to_string(queue_kbytes)},
        {"transaction.timeout.ms", "60000"},
        {"message.timeout.ms", "55000"},  // within transaction.timeout.ms, as librdkafka requires
        // Right after a commit the coordinator answers the next AddPartitionsToTxn with

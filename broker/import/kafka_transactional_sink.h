@@ -24,9 +24,12 @@ class KafkaTransactionalSink final : public TransactionalSink {
   using GroupMetadata = std::function<std::string()>;
 
   // Creates the producer and runs init_transactions, which fences any earlier producer with the
-  // same `transactional_id` and aborts what it left open.
+  // same `transactional_id` and aborts what it left open. `staged_bytes`: the most a
+  // transaction may hold (the receive windows); the producer's queue is sized so that it never
+  // binds first.
   static absl::StatusOr<std::unique_ptr<KafkaTransactionalSink>> Create(
-      kafka::Env* env, const std::string& transactional_id, GroupMetadata group_metadata);
+      kafka::Env* env, const std::string& transactional_id, GroupMetadata group_metadata,
+      int64_t staged_bytes);
 
   absl::Status Begin() override;
   absl::Status Produce(const OutRecord& record, std::string* refused) override;

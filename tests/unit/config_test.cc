@@ -88,6 +88,25 @@ TEST_F(ConfigTest, ReadAheadDefaultsTo32MiBAndIsBoundedByLibrdkafkasRange) {
   EXPECT_THAT(config.status().message(), HasSubstr("read_ahead_bytes"));
 }
 
+TEST_F(ConfigTest, ReceiveBufferDefaultsTo128MiBAndIsAtLeastOneMiB) {
+  auto config = Parse(kValid);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->link.receive_buffer_bytes, int64_t{128} << 20);
+
+  std::string yaml = kValid;
+  yaml.replace(yaml.find("link: {"), 7, "link: {receive_buffer_bytes: 536870912, ");
+  config = Parse(yaml);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->link.receive_buffer_bytes, 536870912);
+
+  yaml = kValid;
+  yaml.replace(yaml.find("link: {"), 7, "link: {receive_buffer_bytes: 65536, ");
+  config = Parse(yaml);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("node.yaml:14:"));
+  EXPECT_THAT(config.status().message(), HasSubstr("receive_buffer_bytes"));
+}
+
 TEST_F(ConfigTest, UnknownKeyNamesFileLineColumnAndKey) {
   std::string yaml = kValid;
   yaml.replace(yaml.find("admin:"), 6, "admn:");

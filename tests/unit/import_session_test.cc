@@ -286,6 +286,39 @@ TEST_F(ImportSessionTest, WritesOneTransactionWithProvenanceDropsReplaysAndAcks)
   EXPECT_FALSE(s->has_queued());
 }
 
+TEST_F(ImportSessionTest, ASmallerWindowIsReachedByReturningLessCreditNeverBelowZero) {
+  auto s = Make({{0, {}}});  // a window of 1 MiB
+  ASSERT_EQ(s->window_bytes(), 1 << 20);
+  auto write = [&](uint64_t seq, int64_t offset) -> std::pair<uint64_t, uint64_t> {
+    fed::OwnerMessage b = Batch(seq, 0, {offset});
+    const uint64_t size = b.batch().ByteSizeLong();
+    EXPECT_TRUE(s->OnOwnerMessage(std::move(b)).ok());
+    auto replies = s->WriteQueued(&sink_, &audit_, &refused_);
+    EXPECT_TRUE(replies.ok()) << replies.status();
+    return {size, replies.ok() ? (*replies)[1].credit().bytes() : 0};
+  };
+  // Unchanged: what was written comes back.
+  auto [size, credit] = write(1, 0);
+  EXPECT_EQ(credit, size);
+  // Shrunk by less than a batch: the next Credit returns the batch minus the difference.
+  s->SetWindowBytes((1 << 20) - 10);
+  std::tie(size, credit) = write(2, 1);
+  EXPECT_EQ(credit, size - 10);
+  EXPECT_EQ(s->window_bytes(), (1 << 20) - 10);
+  // Shrunk by more than a batch: no byte credit comes back (the batches still do) until the
+  // window fits; nothing already granted is taken back.
+  s->SetWindowBytes(1000);
+  std::tie(size, credit) = write(3, 2);
+  EXPECT_EQ(credit, 0u);
+  EXPECT_EQ(s->window_bytes(), (1 << 20) - 10 - static_cast<int64_t>(size));
+  // Grown: the next Credit adds the difference to what was written.
+  s->SetWindowBytes(2 << 20);
+  const int64_t before = s->window_bytes();
+  std::tie(size, credit) = write(4, 3);
+  EXPECT_EQ(static_cast<int64_t>(credit), static_cast<int64_t>(size) + (2 << 20) - before);
+  EXPECT_EQ(s->window_bytes(), 2 << 20);
+}
+
 TEST_F(ImportSessionTest, FailedCommitAcksNothingAndDeadLettersLateRefusalsNextTime) {
   auto s = Make({{0, {}}});
   ASSERT_TRUE(s->OnOwnerMessage(Batch(1, 0, {0, 1, 2})).ok());
