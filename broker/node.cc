@@ -168,6 +168,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
              {{"node", cfg.node}, {"version", std::string(kSoftware)}})
       ->Set(1);
   node->policies_->StartWatching();
+  // Bursts (a backlog, a reconnect's replay) free hundreds of MiB at once that glibc would keep.
+  node->trimmer_ = std::make_unique<core::MemoryTrimmer>(absl::Seconds(1));
   node->ready_.store(true);
   node->started_ = true;
   log::Info("node_started", {{"node", cfg.node},
@@ -224,6 +226,7 @@ void Node::Shutdown() {
   if (export_service_) export_service_->Stop();
   if (listener_) listener_->Stop();  // before the server stops: it would drop handed fds
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  trimmer_.reset();
   if (started_) log::Info("node_stopped", {{"node", config_.node}});
   if (audit_ != nullptr) {
     audit::Entry stop;
