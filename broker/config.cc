@@ -327,7 +327,8 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
             link, "link",
             {"heartbeat_interval_ms", "dead_peer_timeout_ms", "reconnect_backoff_initial_ms",
              "reconnect_backoff_max_ms", "window_batches", "window_bytes", "receive_buffer_bytes",
-             "batch_max_records", "batch_max_bytes", "export_workers", "read_ahead_bytes"});
+             "batch_max_records", "batch_max_bytes", "export_workers", "read_ahead_bytes",
+             "export_buffer_bytes"});
         !s.ok()) {
       return s;
     }
@@ -357,7 +358,8 @@ absl::StatusOr<NodeConfig> Parser::Parse(const YAML::Node& root) const {
           num("batch_max_bytes", t.batch_max_bytes, 1024, 64 << 20),
           num("export_workers", t.export_workers, 1, 64),
           // librdkafka's queued.max.messages.kbytes: 1 KiB to 2 GiB - 1 KiB.
-          num("read_ahead_bytes", t.read_ahead_bytes, 1 << 20, int64_t{2097151} << 10)}) {
+          num("read_ahead_bytes", t.read_ahead_bytes, 1 << 20, int64_t{2097151} << 10),
+          num("export_buffer_bytes", t.export_buffer_bytes, 1 << 20, int64_t{1} << 34)}) {
       if (!s.ok()) return s;
     }
     if (t.dead_peer_timeout <= t.heartbeat_interval) {

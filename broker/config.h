@@ -51,12 +51,15 @@ struct LinkTuning {
   int64_t window_bytes = 8 << 20;  // credit per partition stream, in bytes
   // Receiver: byte credit of all the streams of one peer link together (their windows shrink to
   // share it), which bounds what the link holds in memory however many partitions it pulls.
-  int64_t receive_buffer_bytes = int64_t{128} << 20;
+  int64_t receive_buffer_bytes = int64_t{64} << 20;
   int batch_max_records = 5000;
   int64_t batch_max_bytes = 1 << 20;
   int export_workers = 2;  // owner threads that read Kafka and cut batches, for all streams
   // Owner: what librdkafka may fetch ahead for one stream (all its partitions), in bytes.
   int64_t read_ahead_bytes = int64_t{32} << 20;
+  // Owner: read-ahead of all the streams of one peer together; each stream's is cut to its share
+  // (by datasets shared with the peer) when that is less than read_ahead_bytes.
+  int64_t export_buffer_bytes = int64_t{128} << 20;
 };
 
 struct NodeConfig {

@@ -4,6 +4,7 @@
 // cutting on the export workers.
 #include "broker/export/export_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <vector>
 
@@ -547,6 +548,12 @@ absl::Status ExportStream::SetUp(const fed::Subscribe& sub) {
   return absl::OkStatus();
 }
 
+int64_t StreamReadAhead(const LinkTuning& link, size_t shared_datasets) {
+  constexpr int64_t kMinReadAhead = 1 << 20;
+  const auto n = static_cast<int64_t>(std::max<size_t>(1, shared_datasets));
+  return std::min(link.read_ahead_bytes, std::max(link.export_buffer_bytes / n, kMinReadAhead));
+}
+
 ExportService::ExportService(const NodeConfig& config,
                              std::shared_ptr<const PeerAuthenticator> auth, PolicyProvider policies,
                              kafka::Env* kafka, core::Metrics* metrics, NodeAudit* audit)
@@ -559,11 +566,12 @@ ExportService::ExportService(const NodeConfig& config,
                         [kafka](const std::string& topic) { return kafka->PartitionCount(topic); },
                         kPartitionCountsMaxAge, core::Clock::Real()),
       consumers_(
-          [kafka, node = config.node, read_ahead = config.link.read_ahead_bytes](
-              const std::string& peer) -> absl::StatusOr<std::unique_ptr<PartitionConsumer>> {
+          [this,
+           kafka](const std::string& peer) -> absl::StatusOr<std::unique_ptr<PartitionConsumer>> {
             // The group names the peer, for kafka-consumer-groups; nothing reads its offsets.
-            return KafkaPartitionConsumer::Open(kafka, absl::StrCat("uop-export.", node, ".", peer),
-                                                read_ahead);
+            return KafkaPartitionConsumer::Open(
+                kafka, absl::StrCat("uop-export.", config_.node, ".", peer),
+                StreamReadAhead(config_.link, policies_()->TopicsFor(peer).size()));
           },
           kIdleConsumerClose, core::Clock::Real()),
       consumers_gauge_(metrics->Gauge("uop_export_kafka_consumers",

@@ -35,6 +35,12 @@ using PolicyProvider = std::function<std::shared_ptr<const policy::PolicySnapsho
 
 class ExportStream;
 
+// The read-ahead of each stream of a peer's consumer: link.read_ahead_bytes, or less when the
+// datasets shared with the peer would together hold more than link.export_buffer_bytes (never
+// below 1 MiB). librdkafka applies one bound to every stream's queue of a consumer, so it is
+// fixed when the consumer is made, from the shares in force then.
+int64_t StreamReadAhead(const LinkTuning& link, size_t shared_datasets);
+
 // One instance per node. `config`, `kafka`, `metrics` must outlive it. Thread-safe.
 // Lifetime: Stop() ends the streams; the gRPC server must be shut down before destruction.
 class ExportService final : public uop::federation::v1::Federation::CallbackService {

@@ -235,9 +235,9 @@ void ImportStream::Readmit() {
 
 int64_t ImportStream::WindowBytes() const {
   // A stream's share of the link's receive buffer, by partitions, within window_bytes per
-  // partition; never below 1 MiB (a batch of the owner's default size), so that every stream
+  // partition; never below 256 KiB (the owner may overshoot by a batch), so that every stream
   // moves however many share the buffer.
-  constexpr int64_t kMinWindowBytes = 1 << 20;
+  constexpr int64_t kMinWindowBytes = 256 << 10;
   const LinkTuning& tuning = link_.config->link;
   const auto n = static_cast<int64_t>(partitions_.size());
   const int64_t all =

@@ -1,5 +1,6 @@
 // Node config parsing: accepted shapes and exact error positions.
 #include "broker/config.h"
+#include "broker/export/export_service.h"
 
 #include <filesystem>
 #include <fstream>
@@ -88,10 +89,10 @@ TEST_F(ConfigTest, ReadAheadDefaultsTo32MiBAndIsBoundedByLibrdkafkasRange) {
   EXPECT_THAT(config.status().message(), HasSubstr("read_ahead_bytes"));
 }
 
-TEST_F(ConfigTest, ReceiveBufferDefaultsTo128MiBAndIsAtLeastOneMiB) {
+TEST_F(ConfigTest, ReceiveBufferDefaultsTo64MiBAndIsAtLeastOneMiB) {
   auto config = Parse(kValid);
   ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_EQ(config->link.receive_buffer_bytes, int64_t{128} << 20);
+  EXPECT_EQ(config->link.receive_buffer_bytes, int64_t{64} << 20);
 
   std::string yaml = kValid;
   yaml.replace(yaml.find("link: {"), 7, "link: {receive_buffer_bytes: 536870912, ");
@@ -105,6 +106,16 @@ TEST_F(ConfigTest, ReceiveBufferDefaultsTo128MiBAndIsAtLeastOneMiB) {
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(config.status().message(), HasSubstr("node.yaml:14:"));
   EXPECT_THAT(config.status().message(), HasSubstr("receive_buffer_bytes"));
+}
+
+TEST(StreamReadAheadTest, CutToTheSharesOfTheExportBufferWithinOneAndReadAheadMiB) {
+  LinkTuning link;  // read_ahead_bytes 32 MiB, export_buffer_bytes 128 MiB
+  EXPECT_EQ(StreamReadAhead(link, 0), int64_t{32} << 20);
+  EXPECT_EQ(StreamReadAhead(link, 1), int64_t{32} << 20);
+  EXPECT_EQ(StreamReadAhead(link, 4), int64_t{32} << 20);
+  EXPECT_EQ(StreamReadAhead(link, 8), int64_t{16} << 20);
+  EXPECT_EQ(StreamReadAhead(link, 100), (int64_t{128} << 20) / 100);
+  EXPECT_EQ(StreamReadAhead(link, 1000), int64_t{1} << 20);
 }
 
 TEST_F(ConfigTest, UnknownKeyNamesFileLineColumnAndKey) {

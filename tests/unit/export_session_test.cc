@@ -35,6 +35,7 @@ class FakeSource final : public RecordSource {
   }
   absl::Status Read(size_t max, std::vector<SourceRecord>* out) override {
     ++reads;
+    asked.push_back(max);
     if (!error.ok()) return error;
     while (max-- > 0 && !pending_.empty()) {
       out->push_back(std::move(pending_.front()));
@@ -51,6 +52,7 @@ class FakeSource final : public RecordSource {
   std::vector<std::map<int32_t, int64_t>> commits;
   absl::Status error = absl::OkStatus();
   int reads = 0;
+  std::vector<size_t> asked;  // the max of every Read
 
  private:
   std::deque<SourceRecord> pending_;
@@ -160,6 +162,17 @@ TEST_F(ExportSessionTest, SendsOnlyWhileBothCreditsArePositiveAndChargesSerializ
   EXPECT_FALSE(next->has_value()) << "byte credit is negative";
   ASSERT_TRUE(t->OnReceiverMessage(CreditMsg(0, 1000)).ok());
   EXPECT_EQ(NextBatch(*t).partition(), 1);
+}
+
+TEST_F(ExportSessionTest, ReadsAboutWhatTheByteCreditLetsOut) {
+  auto s = Make(64, 2000);
+  for (int i = 0; i < 1000; ++i) source_.Add(0, i, std::string(400, 'x'));  // costs 432 each
+  // The first read knows no record sizes yet: 2000 / 32 + 1 records.
+  const fed::RecordBatch first = NextBatch(*s);
+  EXPECT_EQ(first.records_size(), 63);
+  ASSERT_TRUE(s->OnReceiverMessage(CreditMsg(1, first.ByteSizeLong())).ok());  // 2000 again
+  EXPECT_EQ(NextBatch(*s).records_size(), 2000 / 432 + 1);
+  EXPECT_THAT(source_.asked, ElementsAre(63, 5));
 }
 
 TEST_F(ExportSessionTest, ReadsNothingWithoutCredit) {
