@@ -339,7 +339,7 @@ absl::StatusOr<std::vector<fed::ReceiverMessage>> ImportSession::Committed(
   // What was written comes back as credit, less what a smaller window takes or plus what a
   // larger one adds: credit already granted is never taken back, so a window shrinks only as
   // fast as batches are written.
-  int64_t bytes = static_cast<int64_t>(st.bytes);
+  auto bytes = static_cast<int64_t>(st.bytes);
   const int64_t change = std::max(target_window_bytes_ - window_bytes_, -bytes);
   bytes += change;
   window_bytes_ += change;

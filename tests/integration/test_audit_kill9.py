@@ -18,7 +18,9 @@ nothing but what a kill explains:
 - the two nodes cosigned each other's checkpoints after the restart, so no batch is
   ``unwitnessed``, and the bundles both export reconcile with nothing but, possibly, batches sent
   before the kill and sent again after it, cut differently (a ``batch_sent`` the receiver never
-  logged, whose records later batches delivered).
+  logged, whose records later batches delivered), and batches the receiver logged before a
+  commit that the kill prevented (no receipt at the owner; their records are in other, later
+  ``batch_received`` entries). Seen once in 3 runs on 2026-12-04.
 
 Run: ``cd tests/integration && python3 -m pytest -q test_audit_kill9.py`` (after building).
 """
@@ -87,6 +89,11 @@ def test_kill9_during_audited_exchange_logs_agree(cluster: Cluster, victim: str)
                for o in range(e["first_offset"], e["last_offset"] + 1)}
     assert len(covered) >= TOTAL, f"{TOTAL - len(covered)} records in Kafka are not logged"
 
+    covered_by: dict[tuple[int, int], set[int]] = {}  # (partition, offset) -> entry indexes
+    for e in received:
+        for o in range(e["first_offset"], e["last_offset"] + 1):
+            covered_by.setdefault((e["partition"], o), set()).add(e["index"])
+
     rows = reconcile(cluster, pair)
     unexplained, resent = [], []
     for row in rows:
@@ -98,6 +105,14 @@ def test_kill9_during_audited_exchange_logs_agree(cluster: Cluster, victim: str)
         if (problems == ["tallinn has no batch_received entry"] and receipt_entry == "-"
                 and all((partition, o) in covered for o in range(first, last + 1))):
             resent.append(row)  # sent before the kill, its records delivered by later batches
+        elif (problems == ["helsinki logged no receipt from tallinn"] and receipt_entry == "-"
+              and cols[6] != "-"
+              and all(covered_by[(partition, o)] - {int(cols[6])}
+                      for o in range(first, last + 1))):
+            # Logged by tallinn before a commit that the kill prevented: its records were sent
+            # again and are in another, later batch_received entry. A batch that did commit is
+            # never sent again, so a lost receipt of one still fails here.
+            resent.append(row)
         else:
             unexplained.append(row)  # among them: unwitnessed, or logged no receipt
     assert not unexplained, "\n".join(unexplained)
