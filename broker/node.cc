@@ -13,6 +13,7 @@
 #include "broker/peer_identity.h"
 #include "broker/tls_listener.h"
 #include "core/log.h"
+#include "core/memory_trimmer.h"
 
 namespace uop::broker {
 
@@ -169,7 +170,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeConfig config) {
       ->Set(1);
   node->policies_->StartWatching();
   // Bursts (a backlog, a reconnect's replay) free hundreds of MiB at once that glibc would keep.
-  node->trimmer_ = std::make_unique<core::MemoryTrimmer>(absl::Seconds(1));
+  node->trimmer_ =
+      std::make_unique<core::PeriodicThread>(absl::Seconds(1), [] { core::TrimFreeMemory(); });
   node->ready_.store(true);
   node->started_ = true;
   log::Info("node_started", {{"node", cfg.node},

@@ -18,8 +18,8 @@
 #include "broker/node_audit.h"
 #include "broker/policy_manager.h"
 #include "broker/tls_listener.h"
-#include "core/memory_trimmer.h"
 #include "core/metrics.h"
+#include "core/periodic_thread.h"
 #include "kafka/client.h"
 #include "policy/policy_snapshot.h"
 
@@ -54,7 +54,7 @@ class Node {
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<PeerLink>> links_;
   std::unique_ptr<AdminServer> admin_;
-  std::unique_ptr<core::MemoryTrimmer> trimmer_;
+  std::unique_ptr<core::PeriodicThread> trimmer_;  // TrimFreeMemory every second
   std::string federation_address_;
   std::string admin_address_;
   std::atomic<bool> ready_{false};

@@ -578,26 +578,12 @@ ExportService::ExportService(const NodeConfig& config,
                                       "Kafka consumers the owner reads exported datasets with")),
       workers_(config.link.export_workers),
       setup_workers_(2) {
-  ticker_ = std::thread([this] {
-    const absl::Duration period =
-        std::min(absl::Milliseconds(100), absl::FromChrono(config_.link.heartbeat_interval) / 4);
-    absl::MutexLock lock(&mu_);
-    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ticker_stop_; };
-    while (!mu_.AwaitWithTimeout(absl::Condition(&stop), period)) {
-      mu_.Unlock();
-      Tick();
-      mu_.Lock();
-    }
-  });
+  ticker_ = std::make_unique<core::PeriodicThread>(
+      std::min(absl::Milliseconds(100), absl::FromChrono(config_.link.heartbeat_interval) / 4),
+      [this] { Tick(); });
 }
 
-ExportService::~ExportService() {
-  {
-    absl::MutexLock lock(&mu_);
-    ticker_stop_ = true;
-  }
-  ticker_.join();
-}
+ExportService::~ExportService() { ticker_.reset(); }
 
 void ExportService::Register(const std::shared_ptr<ExportStream>& stream) {
   absl::MutexLock lock(&mu_);

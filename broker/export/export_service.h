@@ -10,7 +10,6 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -21,6 +20,7 @@
 #include "broker/node_audit.h"
 #include "broker/peer_identity.h"
 #include "core/metrics.h"
+#include "core/periodic_thread.h"
 #include "core/thread_pool.h"
 #include "kafka/client.h"
 #include "policy/policy_snapshot.h"
@@ -92,8 +92,7 @@ class ExportService final : public uop::federation::v1::Federation::CallbackServ
 
   absl::Mutex mu_;
   std::map<const ExportStream*, std::weak_ptr<ExportStream>> streams_ ABSL_GUARDED_BY(mu_);
-  bool ticker_stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread ticker_;
+  std::unique_ptr<core::PeriodicThread> ticker_;  // Tick()
 };
 
 }  // namespace uop::broker

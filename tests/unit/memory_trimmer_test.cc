@@ -1,4 +1,5 @@
 #include "core/memory_trimmer.h"
+#include "core/periodic_thread.h"
 
 #include <fstream>
 #include <memory>
@@ -45,15 +46,28 @@ TEST(MemoryTrimmerTest, ReturnsWhatABurstFreedBetweenLiveBlocks) {
   }
   big.clear();
   const int64_t before = RssKiB();
-  ASSERT_TRUE(MemoryTrimmer::TrimNow());
+  ASSERT_TRUE(TrimFreeMemory());
   const int64_t after = RssKiB();
   EXPECT_LT(after, before - 64 * 1024) << "RSS " << before << " KiB -> " << after << " KiB";
 }
 
-TEST(MemoryTrimmerTest, StopsAtOnceWhenDestroyedMidPeriod) {
-  auto trimmer = std::make_unique<MemoryTrimmer>(absl::Hours(1));
-  trimmer.reset();  // joins: a wait for the period would hang the test past its timeout
-  SUCCEED();
+TEST(PeriodicThreadTest, CallsEveryPeriod) {
+  absl::Mutex mu;
+  int calls = 0;
+  core::PeriodicThread thread(absl::Milliseconds(1), [&] {
+    absl::MutexLock lock(&mu);
+    ++calls;
+  });
+  absl::MutexLock lock(&mu);
+  auto three = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return calls >= 3; };
+  EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&three), absl::Seconds(10))) << calls;
+}
+
+TEST(PeriodicThreadTest, StopsAtOnceWhenDestroyedMidPeriod) {
+  int calls = 0;
+  auto thread = std::make_unique<PeriodicThread>(absl::Hours(1), [&] { ++calls; });
+  thread.reset();  // joins: a wait for the period would hang the test past its timeout
+  EXPECT_EQ(calls, 0);
 }
 
 }  // namespace
