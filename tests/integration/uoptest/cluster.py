@@ -56,6 +56,53 @@ LINK = {
 _SETPRIV = shutil.which("setpriv")
 
 
+def summarize_stacks(gdb_output: str) -> str:
+    """``thread apply all bt`` output as one line per thread: its name and its frames' function
+    names, innermost first, joined by " < ", without libc's and unnamed frames; threads left with
+    nothing (librdkafka's and gRPC's own, waiting) are only counted."""
+    lines: list[str] = []
+    idle = 0
+    name, frames = "", []
+
+    def function(frame: str) -> str:
+        frame = re.sub(r" (?:at|from) \S+$", "", frame)
+        frame = re.sub(r"^0x[0-9a-f]+ in ", "", frame)
+        if frame.endswith(")"):  # drop the argument list: the last balanced "(...)"
+            depth = 0
+            for i in range(len(frame) - 1, -1, -1):
+                depth += {")": 1, "(": -1}.get(frame[i], 0)
+                if depth == 0:
+                    frame = frame[:i].rstrip()
+                    break
+        return re.sub(r"<.*>", "<>", frame)
+
+    def flush() -> None:
+        nonlocal idle
+        if not name:
+            return
+        if frames:
+            lines.append(f"{name}: " + " < ".join(frames))
+        else:
+            idle += 1
+
+    for line in gdb_output.splitlines():
+        head = re.match(r'Thread \d+ \(Thread 0x[0-9a-f]+ \(LWP (\d+)\) "([^"]*)"\)', line)
+        if head:
+            flush()
+            name, frames = f"{head.group(2)}[{head.group(1)}]", []
+            continue
+        frame = re.match(r"#\d+\s+(.+)$", line)
+        if frame and name:
+            fn = function(frame.group(1))
+            if fn != "??" and not fn.startswith(("__", "_IO_", "start_thread", "clone")) \
+                    and "pthread_cond" not in fn and "futex" not in fn:
+                frames.append(fn)
+    flush()
+    if not lines and not idle:
+        return "(no threads in gdb's output)\n" + gdb_output[-2000:]
+    return "\n".join(lines + [f"({idle} more threads with only unnamed or libc frames)"])
+
+
 def scaled(seconds: float) -> float:
     return seconds * TIMEOUT_SCALE
 
@@ -185,7 +232,25 @@ class Proc:
             return self.popen.wait(timeout=scaled(timeout))
         except subprocess.TimeoutExpired:
             raise AssertionError(f"{self.name} did not exit within {scaled(timeout):.0f}s\n"
+                                 f"--- where its threads wait ---\n{self.stacks()}\n"
                                  f"--- stderr (tail) ---\n{self.tail()}") from None
+
+    def stacks(self) -> str:
+        """Where each thread of the running process is, one line per thread with our code on it
+        (innermost frame first), from gdb; what a hang needs to be explained."""
+        if self.popen is None or self.popen.poll() is not None:
+            return "(not running)"
+        gdb = shutil.which("gdb")
+        if gdb is None:
+            return "(gdb not installed)"
+        try:
+            out = subprocess.run([gdb, "-p", str(self.popen.pid), "-batch", "-nx",
+                                  "-ex", "set print frame-arguments none",
+                                  "-ex", "thread apply all bt 30"],
+                                 capture_output=True, text=True, timeout=120).stdout
+        except subprocess.TimeoutExpired:
+            return "(gdb timed out)"
+        return summarize_stacks(out)
 
     def kill9(self) -> None:
         """SIGKILL and reap."""
