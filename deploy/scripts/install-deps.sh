@@ -13,7 +13,7 @@ packages=(
   libmosquitto-dev mosquitto mosquitto-clients python3-protobuf
 )
 if [[ "${1:-}" == "--kafka" ]]; then
-  packages+=(openjdk-17-jdk-headless maven)
+  packages+=(openjdk-17-jdk-headless maven gdb)  # gdb: the harness reports where a hung process waits
 fi
 
 missing=()
