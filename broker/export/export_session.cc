@@ -165,18 +165,17 @@ void ExportSession::ReceiptsLogged(uint64_t through) {
 
 absl::Status ExportSession::Transform(absl::Time now) {
   read_buffer_.clear();
-  // A read takes about what the credit lets out (by the stream's mean record cost so far; 32
-  // bytes, the least a record costs, before the first): what the receiver cannot take yet
-  // stays in the source's bounded read-ahead, not here. Reads of batch_max_records each held
-  // the whole backlog in the owner at 100 datasets, where each stream has 640 KiB of credit
-  // (747 MiB RSS).
+  // A read takes about what the credit lets out (by what the stream has sent per record read
+  // so far, after the transform; 32 bytes, the least a record costs, before the first): what
+  // the receiver cannot take yet stays in the source's bounded read-ahead, not here. Reads of
+  // batch_max_records each held the whole backlog in the owner at 100 datasets, where each stream
+  // has 640 KiB of credit (747 MiB RSS).
   const int64_t mean_cost =
       read_records_ > 0 ? std::max<int64_t>(1, read_cost_ / read_records_) : 32;
   const auto max = static_cast<size_t>(
       std::clamp<int64_t>(byte_credit_ / mean_cost + 1, 1, options_.batch_max_records));
   if (absl::Status s = source_->Read(max, &read_buffer_); !s.ok()) return s;
   for (SourceRecord& in : read_buffer_) {
-    read_cost_ += RecordCost(in.record);
     ++read_records_;
     if (CameFromPeer(in.record)) {
       Bump(counters_.loop_skipped, 1);  // came from a peer: never exported again (no loops)
@@ -243,6 +242,7 @@ absl::Status ExportSession::Fill() {
       bytes = 0;
     }
     bytes += cost;
+    read_cost_ += cost;
     *batch_msg->mutable_batch()->add_records() = std::move(in.record);
     held_.pop_front();
     ++cut;

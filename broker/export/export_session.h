@@ -180,7 +180,7 @@ class ExportSession {
   absl::Time last_heard_;
   absl::Time last_sent_;
   std::vector<SourceRecord> read_buffer_;
-  int64_t read_cost_ = 0;  // RecordCost of everything read, for the mean that sizes reads
+  int64_t read_cost_ = 0;  // RecordCost of everything cut, per record read: sizes reads
   int64_t read_records_ = 0;
   std::vector<uop::federation::v1::Record> emitted_;
   std::deque<SourceRecord> held_;  // transformed, not yet cut (waiting for the rate limit)
