@@ -951,6 +951,7 @@ void PeerLink::Stop() {
     }
     stopping_ = true;
     stopping_flag_.store(true);
+    for (grpc::ClientContext* context : in_flight_) context->TryCancel();
   }
   if (offers_thread_.joinable()) offers_thread_.join();
   if (group_thread_.joinable()) group_thread_.join();
@@ -964,6 +965,18 @@ void PeerLink::Stop() {
   }
   if (setup_ != nullptr) setup_.reset();  // runs what is queued (setups see stopping), joins
   writer_->Stop();
+}
+
+PeerLink::InFlight::InFlight(PeerLink* link, grpc::ClientContext* context)
+    : link_(link), context_(context) {
+  absl::MutexLock lock(&link_->mu_);
+  link_->in_flight_.insert(context_);
+  if (link_->stopping_) context_->TryCancel();
+}
+
+PeerLink::InFlight::~InFlight() {
+  absl::MutexLock lock(&link_->mu_);
+  link_->in_flight_.erase(context_);
 }
 
 bool PeerLink::Accepts(const std::string& dataset) {
@@ -1080,7 +1093,12 @@ void PeerLink::RunOffers() {
     fed::ListOffersRequest request;
     *request.mutable_hello() = MakeHello(config_.node);
     fed::ListOffersResponse response;
-    grpc::Status status = stub.ListOffers(&context, request, &response);
+    grpc::Status status;
+    {
+      InFlight in_flight(this, &context);
+      status = stub.ListOffers(&context, request, &response);
+    }
+    if (!status.ok() && stopping_flag_.load()) return;  // cancelled by Stop: not a link down
     absl::Duration wait;
     if (status.ok() && response.hello().node() != peer_.name) {
       status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
@@ -1236,7 +1254,12 @@ void PeerLink::RunWitness() {
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
       fed::WitnessResponse response;
-      grpc::Status status = stub.Witness(&context, request, &response);
+      grpc::Status status;
+      {
+        InFlight in_flight(this, &context);
+        status = stub.Witness(&context, request, &response);
+      }
+      if (!status.ok() && stopping_flag_.load()) return;  // cancelled by Stop
       if (status.ok() && response.hello().node() != peer_.name) {
         status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
                               absl::StrCat("peer says it is '", response.hello().node(), "'"));

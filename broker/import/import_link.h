@@ -264,6 +264,19 @@ class PeerLink {
 
   void RunOffers();
   void RunGroup();
+  // A unary call to the owner in flight, for its duration: Stop cancels it, so that a peer that
+  // is slow to answer (up to the call's deadline) does not hold up our shutdown.
+  class InFlight {
+   public:
+    InFlight(PeerLink* link, grpc::ClientContext* context) ABSL_LOCKS_EXCLUDED(link->mu_);
+    ~InFlight() ABSL_LOCKS_EXCLUDED(link_->mu_);
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+
+   private:
+    PeerLink* link_;
+    grpc::ClientContext* context_;
+  };
   // Checkpoint witnessing with the owner (when both keep audit logs): a round every
   // checkpoint_interval, carried by our Witness calls in both directions.
   void RunWitness();
@@ -317,6 +330,7 @@ class PeerLink {
   bool subscription_changed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time retention_retry_at_ ABSL_GUARDED_BY(mu_);  // after a failed AlterConfigs
   std::set<std::string> not_accepted_logged_ ABSL_GUARDED_BY(mu_);
+  std::set<grpc::ClientContext*> in_flight_ ABSL_GUARDED_BY(mu_);  // see InFlight
   std::thread offers_thread_;
   std::thread group_thread_;
   std::thread witness_thread_;

@@ -315,6 +315,11 @@ class ScriptedOwner:
         self.policy_version = policy_version
         self.streams: "queue.Queue[OwnerStream]" = queue.Queue()
         self.list_offers_calls: list[Any] = []
+        # While set, ListOffers answers nothing until the caller gives up (its deadline, or a
+        # cancel); each call so held sets `list_offers_held`, and `list_offers_ended` once it ends.
+        self.hold_list_offers = threading.Event()
+        self.list_offers_held = threading.Event()
+        self.list_offers_ended = threading.Event()
         self.refusals: list[tuple[grpc.StatusCode, str]] = []
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=32),
                                    options=CHANNEL_OPTIONS)
@@ -362,6 +367,13 @@ class _Servicer:
     def ListOffers(self, request, context):
         self.owner.list_offers_calls.append(request)
         self._check(context, request.hello)
+        if self.owner.hold_list_offers.is_set():
+            ended = threading.Event()
+            context.add_callback(ended.set)  # the call is over: cancelled or past its deadline
+            self.owner.list_offers_held.set()
+            ended.wait()
+            self.owner.list_offers_ended.set()
+            return pb.ListOffersResponse()
         return pb.ListOffersResponse(
             hello=hello(self.owner.node),
             offers=[pb.DatasetOffer(topic=t, partitions=n, policy_version=self.owner.policy_version)

@@ -31,7 +31,7 @@ WINDOW_BATCHES, WINDOW_BYTES = 64, 8 << 20  # the uopd defaults (link.window_*)
 
 class Receiver:
     def __init__(self, cluster: Cluster, *, owner_node: str = "helsinki",
-                 extra_peers: tuple[PeerTrust, ...] = ()) -> None:
+                 extra_peers: tuple[PeerTrust, ...] = (), hold_offers: bool = False) -> None:
         pki = cluster.pki
         self.cluster = cluster
         self.kafka = cluster.dev_kafka("tallinn-kafka",
@@ -41,6 +41,8 @@ class Receiver:
         self.owner = ScriptedOwner(node=owner_node, cert=pki / "helsinki" / "node.pem",
                                    key=pki / "helsinki" / "node.key", peers=self.trust,
                                    offers=[(TOPIC, PARTITIONS)])
+        if hold_offers:
+            self.owner.hold_list_offers.set()
         self.node = cluster.uopd(
             "tallinn", kafka_bootstrap=self.kafka.bootstrap,
             peers=[Peer("helsinki", ca=pki / "helsinki" / "ca.pem",
@@ -142,6 +144,24 @@ def test_receiver_lists_offers_then_subscribes_every_partition_from_its_start(re
     assert [(s.partition, s.resume_token) for s in sub.partitions] == [(0, b""), (1, b"")]
     assert (sub.initial_credit.batches, sub.initial_credit.bytes) == (
         WINDOW_BATCHES * PARTITIONS, WINDOW_BYTES * PARTITIONS)
+
+
+def test_sigterm_cancels_a_list_offers_the_owner_does_not_answer(cluster: Cluster):
+    # An owner slow to answer must not hold up the receiver's shutdown for the call's deadline
+    # (30 s): SIGTERM cancels the call in flight and the node exits at once.
+    r = Receiver(cluster, hold_offers=True)
+    try:
+        assert r.owner.list_offers_held.wait(scaled(30)), "the receiver never called ListOffers"
+        started = time.monotonic()
+        r.node.terminate(timeout=10)
+        took = time.monotonic() - started
+        assert r.owner.list_offers_ended.wait(scaled(5)), "the held ListOffers did not end"
+        assert not r.node.events("link_down"), "a shutdown is not a link down"
+        stopped = r.node.events("node_stopped")
+        assert stopped, r.node.tail()
+        assert took < scaled(10), took
+    finally:
+        r.owner.stop()
 
 
 def test_owner_hello_naming_another_node_is_refused_before_any_stream(cluster: Cluster):
