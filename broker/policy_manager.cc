@@ -231,25 +231,11 @@ void PolicyManager::CheckWindows(absl::Time now) {
 }
 
 void PolicyManager::StartWatching() {
-  watcher_ = std::thread([this] {
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-        if (mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.poll_interval)) return;
-      }
-      Poll(absl::Now());
-    }
-  });
+  watcher_ =
+      std::make_unique<core::PeriodicThread>(options_.poll_interval, [this] { Poll(absl::Now()); });
 }
 
-void PolicyManager::Stop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  if (watcher_.joinable()) watcher_.join();
-}
+void PolicyManager::Stop() { watcher_.reset(); }
 
 std::string PolicyManager::StatusJson(absl::Time now) const {
   const std::shared_ptr<const policy::PolicySnapshot> snapshot = Current();

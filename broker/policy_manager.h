@@ -13,7 +13,6 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,6 +23,7 @@
 #include "absl/time/time.h"
 #include "audit/audit_log.h"
 #include "core/metrics.h"
+#include "core/periodic_thread.h"
 #include "policy/policy_snapshot.h"
 
 namespace uop::broker {
@@ -101,8 +101,7 @@ class PolicyManager {
   std::string loaded_fingerprint_ ABSL_GUARDED_BY(mu_);  // of the last attempt
   // The state each (dataset, peer) share was in at the last look.
   std::map<std::pair<std::string, std::string>, policy::ShareState> states_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread watcher_;
+  std::unique_ptr<core::PeriodicThread> watcher_;  // Poll(), from StartWatching until Stop
 };
 
 }  // namespace uop::broker
